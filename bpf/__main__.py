@@ -1,0 +1,7 @@
+"""``python -m bpf``: see bpf.cli."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

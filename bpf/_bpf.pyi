@@ -1,0 +1,63 @@
+# Type stubs of the C extension bpf._bpf.  One section per concern (src/<concern>.c); keep each
+# section's stubs between its header and the next header.
+from typing import Any, Callable, Iterator
+from typing_extensions import Buffer as _Buffer  # noqa: F401
+
+# ==== module (src/_bpfmodule.c, src/errors.c, src/probes.c) ================================
+
+class BPFError(OSError):
+    operation: str
+
+class KeyNotFoundError(BPFError, KeyError): ...
+class KeyExistsError(BPFError, FileExistsError): ...
+
+class VerifierError(BPFError):
+    log: list[str]
+
+class NotSupportedError(BPFError): ...
+class BPFPermissionError(BPFError, PermissionError): ...
+
+def libbpf_version() -> tuple[int, int]: ...
+def possible_cpus() -> int: ...
+def kernel_release() -> str: ...
+def _set_print_callback(callback: Callable[[int, str], object] | None) -> None: ...
+def probe_map_type(map_type: int) -> bool: ...
+def probe_prog_type(prog_type: int) -> bool: ...
+def probe_helper(prog_type: int, helper: int) -> bool: ...
+
+# ==== fd-owning base (src/fd.c): every type below has these ================================
+
+class _FdObject:
+    @property
+    def fd(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def fileno(self) -> int: ...
+    def detach(self) -> int: ...
+    def dup(self) -> Any: ...
+    def __enter__(self) -> Any: ...
+    def __exit__(self, *exc: object) -> bool: ...
+
+# ==== maps (src/map.c) =======================================================================
+# (maps section)
+
+# ==== programs (src/program.c) ===============================================================
+# (programs section)
+
+# ==== objects (src/object.c) =================================================================
+# (objects section)
+
+# ==== links (src/link.c) =====================================================================
+# (links section)
+
+# ==== BTF (src/btf.c) ========================================================================
+# (btf section)
+
+# ==== ring buffers (src/ringbuf.c) ===========================================================
+# (ringbuf section)
+
+# ==== perf buffers (src/perfbuf.c) ===========================================================
+# (perfbuf section)
+
+# ==== end ====================================================================================

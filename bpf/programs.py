@@ -1,0 +1,5 @@
+"""programs."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

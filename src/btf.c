@@ -1,0 +1,7 @@
+/* BTF: type information. */
+
+static int
+pybpf_btf_init(PyObject *m, pybpf_state *st)
+{
+    return 0;
+}

@@ -1,0 +1,212 @@
+/* The fd-ownership pattern shared by Map, Program, Link, BTF and the event readers. */
+
+static void
+pybpf_fd_init(PyBPF_FdObject *o, int fd, int owns, const char *kind)
+{
+    o->fd = fd;
+    o->owns_fd = owns ? 1 : 0;
+    o->closing = 0;
+    o->inflight = 0;
+    o->kind = kind;
+    o->release = NULL;
+    o->weakreflist = NULL;
+}
+
+static int
+pybpf_adopt_fd(int fd, int transfer, const char *kind)
+{
+    int nfd;
+
+    if (fd < 0) {
+        PyErr_Format(PyExc_ValueError, "%s fd must be >= 0, got %d", kind, fd);
+        return -1;
+    }
+    if (transfer && fd > 0)
+        return fd;
+    /* fd 0 is never kept: code that treats 0 as "unset" (ours, libbpf's, the user's) would
+     * misbehave, so it is moved to >= 1 as cilium/ebpf does. */
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 1);
+    if (nfd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (transfer)
+        close(fd);
+    return nfd;
+}
+
+static void
+pybpf_fd_release(PyBPF_FdObject *o)
+{
+    int fd = o->fd;
+
+    if (o->release) {
+        pybpf_release_fn fn = o->release;
+        o->release = NULL;
+        fn(o);
+    }
+    o->fd = -1;
+    o->closing = 0;
+    if (fd >= 0 && o->owns_fd)
+        close(fd);  /* never retried on EINTR: Linux frees the number either way */
+    o->owns_fd = 0;
+}
+
+static PyObject *
+pybpf_fd_close(PyObject *self, PyObject *unused)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+
+    if (o->fd < 0 && !o->release)
+        Py_RETURN_NONE;
+    if (o->inflight > 0) {
+        /* Another thread is inside a syscall on this fd: refuse new calls now and let the
+         * last one out close it, so the number cannot be recycled under that syscall. */
+        o->closing = 1;
+        Py_RETURN_NONE;
+    }
+    pybpf_fd_release(o);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pybpf_fd_fileno(PyObject *self, PyObject *unused)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+
+    if (o->fd < 0 || o->closing)
+        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    return PyLong_FromLong(o->fd);
+}
+
+static PyObject *
+pybpf_fd_get_fd(PyObject *self, void *c)
+{
+    return pybpf_fd_fileno(self, NULL);
+}
+
+static PyObject *
+pybpf_fd_get_closed(PyObject *self, void *c)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+
+    return PyBool_FromLong(o->fd < 0 || o->closing);
+}
+
+static PyObject *
+pybpf_fd_detach(PyObject *self, PyObject *unused)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+    int fd;
+
+    if (o->fd < 0 || o->closing)
+        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    fd = o->fd;
+    o->owns_fd = 0;
+    if (o->inflight == 0) {
+        pybpf_fd_release(o);
+    } else {
+        o->closing = 1;  /* the fd is the caller's now; in-flight calls finish on it */
+    }
+    return PyLong_FromLong(fd);
+}
+
+static PyObject *
+pybpf_fd_dup(PyObject *self, PyObject *unused)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+    PyObject *res;
+    int fd = pybpf_enter(o);
+
+    if (fd < 0)
+        return NULL;
+    /* from_fd() dups by default and reads the kernel's info again, so the copy is exact. */
+    res = PyObject_CallMethod((PyObject *)Py_TYPE(self), "from_fd", "i", fd);
+    pybpf_leave(o);
+    return res;
+}
+
+static PyObject *
+pybpf_fd_enter_ctx(PyObject *self, PyObject *unused)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+
+    if (o->fd < 0 || o->closing)
+        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    return Py_NewRef(self);
+}
+
+static PyObject *
+pybpf_fd_exit_ctx(PyObject *self, PyObject *const *args, Py_ssize_t n)
+{
+    PyObject *r = PyObject_CallMethod(self, "close", NULL);
+
+    if (!r)
+        return NULL;
+    Py_DECREF(r);
+    Py_RETURN_FALSE;
+}
+
+static void
+pybpf_fd_finalize(PyObject *self)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+    PyObject *type, *value, *tb;
+
+    if ((o->fd < 0 || !o->owns_fd) && !o->release)
+        return;
+    PyErr_Fetch(&type, &value, &tb);
+    if (o->fd >= 0 && o->owns_fd) {
+        if (PyErr_ResourceWarning(self, 1, "unclosed %s %R", o->kind, self) < 0)
+            PyErr_WriteUnraisable(self);
+    }
+    pybpf_fd_release(o);
+    PyErr_Restore(type, value, tb);
+}
+
+static int
+pybpf_fd_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static void
+pybpf_fd_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+
+    if (PyObject_CallFinalizerFromDealloc(self) < 0)
+        return;  /* resurrected */
+    if (PyType_IS_GC(tp))
+        PyObject_GC_UnTrack(self);
+    if (o->weakreflist)
+        PyObject_ClearWeakRefs(self);
+    if (o->fd >= 0 || o->release)
+        pybpf_fd_release(o);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+/* ---- buffers ------------------------------------------------------------------------------ */
+
+static int
+pybpf_get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *what,
+                 int writable)
+{
+    if (PyObject_GetBuffer(obj, view, writable ? PyBUF_CONTIG : PyBUF_CONTIG_RO) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError) && !PyObject_CheckBuffer(obj)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s must be a bytes-like object, not %.100s", what,
+                         Py_TYPE(obj)->tp_name);
+        }
+        return -1;
+    }
+    if (size >= 0 && view->len != size) {
+        PyErr_Format(PyExc_ValueError, "%s must be %zd bytes, got %zd", what, size, view->len);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
