@@ -33,7 +33,12 @@ from . import features  # noqa: F401
 __version__ = "0.1.0"
 
 from . import maps as _maps, codecs as _codecs, programs as _programs  # noqa: E402
-from . import links as _links, events as _events, btf as _btf  # noqa: E402
+from . import events as _events, btf as _btf  # noqa: E402
+import sys as _sys  # noqa: E402
+
+# `bpf.links` is the function bpf.links() (it shadows the submodule's attribute name), so the
+# module itself is taken from sys.modules.
+_links = _sys.modules[__name__ + ".links"]
 from . import typed as _typed, introspect as _introspect  # noqa: E402
 
 __all__ = [
