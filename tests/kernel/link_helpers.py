@@ -193,7 +193,8 @@ class Echo:
         import sys
 
         self.veth = veth
-        host_mac = open(f"/sys/class/net/{veth.host}/address").read().strip()
+        with open(f"/sys/class/net/{veth.host}/address") as f:
+            host_mac = f.read().strip()
         peer_mac = veth.run_in_ns("cat", f"/sys/class/net/{veth.peer}/address").stdout.strip()
         subprocess.run(["ip", "neigh", "replace", veth.peer_ip, "lladdr", peer_mac, "dev",
                         veth.host, "nud", "permanent"], check=True)
@@ -241,3 +242,42 @@ class Echo:
         self.proc.wait()
         if self.proc.stdout:
             self.proc.stdout.close()
+
+
+def _probe_events() -> list[str]:
+    out = []
+    for base in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        for name in ("kprobe_events", "uprobe_events"):
+            try:
+                with open(os.path.join(base, name)) as f:
+                    out += [ln.strip() for ln in f if "pybpf" in ln]
+            except OSError:
+                pass
+    return out
+
+
+def _interfaces() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def _netns() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except OSError:
+        return set()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def leftovers():
+    """After a module's tests: no interface, netns, qdisc, pin or probe event left behind."""
+    before_if, before_ns = _interfaces(), _netns()
+    before_qd = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    yield
+    assert _interfaces() == before_if, "interfaces left behind"
+    assert _netns() == before_ns, "network namespaces left behind"
+    after_qd = subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    assert after_qd.count("clsact") == before_qd.count("clsact"), "clsact qdisc left behind"
+    assert not _probe_events(), "probe events left behind"
