@@ -74,6 +74,25 @@ pybpf_link_clear(PyObject *self)
 
 /* ---- constructors ------------------------------------------------------------------------ */
 
+/* Is fd a BPF link?  BPF_OBJ_GET_INFO_BY_FD answers for any BPF object (a program fd would
+ * fill the link info with program fields), so look at the anon inode's name instead.  When
+ * /proc is not mounted we cannot tell and accept the fd. */
+static int
+pybpf_fd_is_link(int fd)
+{
+    char path[64], target[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0)
+        return errno == ENOENT && access("/proc/self/fd", F_OK) != 0 ? 1 : 0;
+    target[n] = 0;
+    /* "bpf_link" since links exist; accept the dash spelling of the other bpf inodes too */
+    return strcmp(target, "anon_inode:bpf_link") == 0 ||
+           strcmp(target, "anon_inode:bpf-link") == 0;
+}
+
 static PyObject *
 Link_from_fd(PyObject *cls, PyObject *args, PyObject *kwds)
 {
@@ -86,11 +105,10 @@ Link_from_fd(PyObject *cls, PyObject *args, PyObject *kwds)
         return NULL;
     /* Check it really is a link before taking it: a wrong fd should fail here, not later. */
     memset(&info, 0, sizeof(info));
-    if (fd >= 0 && bpf_link_get_info_by_fd(fd, &info, &len) < 0) {
-        int err = errno;
+    if (fd >= 0 && (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd))) {
+        int err = errno == EBADF ? EBADF : EINVAL;
         return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, err,
-                              "link from_fd", NULL,
-                              err == EINVAL || err == EBADF ? "not a BPF link fd" : NULL);
+                              "link from_fd", NULL, "not a BPF link fd");
     }
     fd = pybpf_adopt_fd(fd, transfer, "link");
     if (fd < 0)
@@ -142,7 +160,7 @@ Link_from_pin(PyObject *cls, PyObject *arg)
         struct bpf_link_info info;
         __u32 len = sizeof(info);
         memset(&info, 0, sizeof(info));
-        if (bpf_link_get_info_by_fd(fd, &info, &len) < 0) {
+        if (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd)) {
             close(fd);
             return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, EINVAL,
                                   "link from_pin", arg, "the pinned object is not a link");
