@@ -73,7 +73,9 @@ NF_HOOKS = {"prerouting": 0, "pre_routing": 0, "local_in": 1, "input": 1, "forwa
 
 def _kernel_at_least(major: int, minor: int) -> bool:
     m = re.match(r"(\d+)\.(\d+)", _bpf.kernel_release())
-    return bool(m) and (int(m.group(1)), int(m.group(2))) >= (major, minor)
+    if m is None:
+        return True
+    return (int(m.group(1)), int(m.group(2))) >= (major, minor)
 
 
 def _error(cls: type, err: int, op: str, msg: str) -> BPFError:
@@ -227,7 +229,7 @@ class _Attachment(Link):
     _update_fn: Callable[[Any], None] | None
     _undo: Callable[[], None]
 
-    def detach(self) -> None:
+    def detach(self) -> None:  # type: ignore[override]
         if self.closed:
             raise ValueError("operation on closed link")
         self._undo()
@@ -242,7 +244,7 @@ class _Attachment(Link):
         self._update_fn(prog)
         self._prog_id = _prog_id(prog)
 
-    def pin(self, path: str) -> None:
+    def pin(self, path: str | bytes | os.PathLike[str]) -> None:
         raise _error(NotSupportedError, errno.EOPNOTSUPP, "link pin",
                      f"a {self._kind} attachment is not a kernel link and cannot be pinned "
                      "(it is undone when this object is closed)")
