@@ -187,14 +187,15 @@ class Link(_bpf.Link):
         os.unlink(path)
 
     def __repr__(self) -> str:
+        name = "Link" if type(self).__name__.startswith("_") else type(self).__name__
         if self.closed:
-            return f"<bpf.{type(self).__name__} closed>"
+            return f"<bpf.{name} closed>"
         try:
             i = self.info()
             desc = f" {i.kind}" + (f" id={i.id}" if i.kernel else "") + f" prog_id={i.prog_id}"
         except Exception:
             desc = ""
-        return f"<bpf.{type(self).__name__}{desc} fd={self.fileno()}>"
+        return f"<bpf.{name}{desc} fd={self.fileno()}>"
 
     # non-kernel attachments -------------------------------------------------------------
 

@@ -292,3 +292,37 @@ def test_update_not_supported_on_perf_links(tracefs, counters):
             with pytest.raises(bpf.BPFError) as ei:
                 link.update(b)
             assert ei.value.errno in (errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def test_kprobe_multi(tracefs, counters):
+    with RawProgram(ProgType.KPROBE, counter_insns(counters.fd, 0),
+                    expected_attach_type=AttachType.TRACE_KPROBE_MULTI) as prog:
+        try:
+            link = prog.attach_kprobe_multi(functions=["__x64_sys_getppid"])
+        except bpf.NotSupportedError:
+            skip_missing("multi-kprobes (CONFIG_FPROBE)")
+        with link:
+            assert link.info().type == LinkType.KPROBE_MULTI
+            os.getppid()
+            assert counters[0] >= 1
+        with pytest.raises(ValueError, match="exactly one"):
+            prog.attach_kprobe_multi("a*", functions=["b"])
+
+
+def test_attach_from_section_names(tracefs, counters):
+    with counting(ProgType.TRACEPOINT, counters) as tp:
+        tp.section_name = "tracepoint/syscalls/sys_enter_getppid"
+        with tp.attach() as link:
+            os.getppid()
+            assert link.info().tp_name == "sys_enter_getppid"
+    with counting(ProgType.RAW_TRACEPOINT, counters) as raw:
+        raw.section_name = "raw_tp/sys_enter"
+        with raw.attach() as link:
+            assert link.info().type == LinkType.RAW_TRACEPOINT
+    with RawProgram(ProgType.XDP, counter_insns(counters.fd, 2)) as xdp:
+        xdp.section_name = "xdp"
+        with pytest.raises(ValueError, match="attach_xdp"):
+            xdp.attach()
+        xdp.section_name = None
+        with pytest.raises(ValueError, match="no section name"):
+            xdp.attach()
