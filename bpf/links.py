@@ -653,6 +653,18 @@ def _kernel_functions(pattern: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1)
+def _kprobes_in_kernel() -> bool:
+    """Whether the kernel was built with kprobes (its register_kprobe symbol exists)."""
+    if _perf.pmu_type("kprobe") is not None:
+        return True
+    try:
+        with open("/proc/kallsyms") as f:
+            return any(line.endswith(" register_kprobe\n") for line in f)
+    except OSError:
+        return True  # cannot tell: let the attempt say what is wrong
+
+
 # ---- the attach mixin ------------------------------------------------------------------------
 
 _Target = Union[int, str]
@@ -813,7 +825,6 @@ class ProgramAttachMixin:
                                                        XDP_FLAGS_UPDATE_IF_NOEXIST))
         except BPFError as e:
             raise self._xdp_error(e, ifindex, name, mode) from None
-        prog = self
         state = {"fd": os.dup(self.fd), "flags": flags}
 
         def undo() -> None:
@@ -832,7 +843,6 @@ class ProgramAttachMixin:
             old, state["fd"] = state["fd"], os.dup(new.fd)
             os.close(old)
 
-        del prog
         return Link._attachment(self, "xdp", details, undo, update)
 
     def _xdp_error(self, e: BPFError, ifindex: int, name: str, mode: str | None) -> BPFError:
@@ -963,10 +973,7 @@ class ProgramAttachMixin:
                                  ", be inlined or be notrace: see /proc/kallsyms)") from None
                 raise
             return _perf_link(self, pfd, cookie, "kprobe", desc)
-        if _perf.tracefs_path(required=False) and not os.path.exists(
-                os.path.join(_perf.tracefs_path() or "", "kprobe_events")) or (
-                pmu is None and not legacy and not _perf.tracefs_path(required=False) and
-                not os.path.exists("/sys/kernel/debug/kprobes")):
+        if not _kprobes_in_kernel():
             raise _error(NotSupportedError, errno.EOPNOTSUPP, "kprobe create",
                          "this kernel has no kprobes (CONFIG_KPROBES is off): fentry/fexit "
                          "(attach_trace) or tracepoints may do instead")
