@@ -245,6 +245,11 @@ class _Attachment(Link):
         self._update_fn(prog)
         self._prog_id = _prog_id(prog)
 
+    def dup(self) -> Any:
+        raise _error(NotSupportedError, errno.EOPNOTSUPP, "link dup",
+                     f"a {self._kind} attachment is not a kernel link: there is no link fd "
+                     "to duplicate")
+
     def pin(self, path: str | bytes | os.PathLike[str]) -> None:
         raise _error(NotSupportedError, errno.EOPNOTSUPP, "link pin",
                      f"a {self._kind} attachment is not a kernel link and cannot be pinned "

@@ -164,18 +164,50 @@ def test_sk_lookup_netns(veth):
             assert info.attach_type == AttachType.SK_LOOKUP
 
 
-def test_netfilter_accept():
-    # NF_ACCEPT for every packet: harmless on the test's own namespace
+def in_netns(ns: str, fn):
+    """Run fn() in a thread that joined network namespace *ns* (setns is per thread)."""
+    import ctypes
+    import threading
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    result: list = []
+
+    def run() -> None:
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), "setns")
+        finally:
+            os.close(fd)
+        try:
+            result.append(("ok", fn()))
+        except BaseException as e:
+            result.append(("err", e))
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    kind, value = result[0]
+    if kind == "err":
+        raise value
+    return value
+
+
+def test_netfilter_accept_in_the_test_namespace(veth):
+    # NF_ACCEPT for every packet, hooked in the veth's namespace only
     with RawProgram(ProgType.NETFILTER, mov_imm(0, 1) + EXIT,
                     expected_attach_type=AttachType.NETFILTER) as prog:
+        def attach_and_check():
+            with prog.attach_netfilter("ipv4", "local_in", priority=-128) as link:
+                info = link.info()
+                assert info.type == LinkType.NETFILTER
+                return (info.pf, info.hooknum, info.priority)
+
         try:
-            link = prog.attach_netfilter("ipv4", "local_in", priority=-128)
+            got = in_netns(veth.ns, attach_and_check)
         except bpf.NotSupportedError:
             skip_missing("BPF netfilter links")
-        with link:
-            info = link.info()
-            assert info.type == LinkType.NETFILTER
-            assert (info.pf, info.hooknum, info.priority) == (2, 1, -128)
+        assert got == (2, 1, -128)
 
 
 def test_iterator_output():
