@@ -864,9 +864,10 @@ Link_set_on_close(PyObject *self, PyObject *cb)
     if (cb != Py_None && !PyCallable_Check(cb))
         return PyErr_Format(PyExc_TypeError, "on_close must be callable or None");
     Py_XSETREF(l->on_close, cb == Py_None ? NULL : Py_NewRef(cb));
-    /* The release hook must be armed again if close() already ran it (never mind: a closed
-     * object's fd is -1, so the hook is only reachable through a later close()). */
-    l->base.release = pybpf_link_release;
+    /* Re-arm the release hook if a release already ran (it clears itself); keep a more
+     * specific hook if one is set. */
+    if (!l->base.release)
+        l->base.release = pybpf_link_release;
     Py_RETURN_NONE;
 }
 
