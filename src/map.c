@@ -94,6 +94,8 @@ pybpf_map_err(PyObject *self, int err, const char *op, const char *extra)
         why = "the map is busy (an update of the same element is in progress)";
         break;
     }
+    if (!why && !extra)
+        return pybpf_err_key(st, err, op, self);
     if (why && extra)
         snprintf(hint, sizeof(hint), "%s; %s", why, extra);
     else if (why || extra)
@@ -1103,8 +1105,18 @@ Map_update_batch(PyObject *self, PyObject *args, PyObject *kwds)
     pybpf_map_leave(self);
     PyBuffer_Release(&kb);
     PyBuffer_Release(&vb);
-    if (r < 0)
+    if (r < 0) {
+        /* The kernel writes count back only once it has started on the elements; an early
+         * refusal leaves our input there, and then nothing was done. */
+        if (count >= n)
+            count = 0;
+        if (r == -EINVAL && (flags & ~(unsigned long long)BPF_F_LOCK)) {
+            pybpf_map_err(self, EINVAL, "map update_batch",
+                          "batch updates take no NOEXIST/EXIST flags, only LOCK");
+            return NULL;
+        }
         return pybpf_map_batch_err(self, -r, "map update_batch", count, n);
+    }
     return PyLong_FromSsize_t(n);
 }
 
@@ -1152,8 +1164,11 @@ Map_delete_batch(PyObject *self, PyObject *args, PyObject *kwds)
     }
     pybpf_map_leave(self);
     PyBuffer_Release(&kb);
-    if (r < 0)
+    if (r < 0) {
+        if (count >= n)
+            count = 0; /* refused before any element (see update_batch) */
         return pybpf_map_batch_err(self, -r, "map delete_batch", count, n);
+    }
     return PyLong_FromSsize_t(n);
 }
 
