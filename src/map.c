@@ -155,7 +155,8 @@ pybpf_arg_get(PyObject *obj, pybpf_arg *a, Py_ssize_t size, const char *what)
                          PyBytes_GET_SIZE(obj));
             return -1;
         }
-        a->ptr = PyBytes_AS_STRING(obj);
+        /* The kernel refuses a non-NULL key pointer for keyless maps. */
+        a->ptr = size ? PyBytes_AS_STRING(obj) : NULL;
         return 0;
     }
     if (obj == Py_None) {

@@ -162,6 +162,7 @@ def test_queue_and_stack():
         assert ei.value.errno == errno.E2BIG and "full" in str(ei.value)
         q.update(None, u32(4), UpdateFlags.EXIST)  # overwrite the oldest
         assert q.lookup(None) == u32(2)  # peek
+        assert q.lookup(b"") == u32(2)  # an empty key is the same as None
         assert [q.lookup_and_delete(None) for _ in range(4)] == [u32(2), u32(3), u32(4), None]
         with pytest.raises(ValueError, match="key must be 0 bytes"):
             q.lookup(b"x")
@@ -242,6 +243,8 @@ def test_perf_event_array():
         finally:
             os.close(efd)
         assert m.next_key() == u32(0)
+        with pytest.raises(bpf.NotSupportedError):
+            len(m)  # counting needs lookups, which this type does not have
 
 
 def test_cgroup_array_and_cgroup_storage(cgroup_fd):
