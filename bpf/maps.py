@@ -125,9 +125,11 @@ class Map(_bpf.Map):
                 raise ValueError(
                     f"{MapType(map_type).name} maps need BTF for their values: pass btf= "
                     "(a BTF object or fd), btf_key_type_id= (an int type) and "
-                    "btf_value_type_id=")
+                    "btf_value_type_id=, e.g. from bpf.BTF.for_map(key_size, value_size)")
             flags |= MapFlags.NO_PREALLOC
             key_size = key_size or 4
+        btf, value_type_btf_obj, token = (_fd_of(btf), _fd_of(value_type_btf_obj),
+                                          _fd_of(token))
         tmp = None
         if isinstance(inner_map, Mapping):
             tmp = Map.create(**inner_map)
@@ -314,6 +316,14 @@ class Map(_bpf.Map):
         from .typed import typed_view  # type: ignore[attr-defined]
 
         return typed_view(self, key=key, value=value)
+
+
+def _fd_of(obj: Any) -> Any:
+    # bpf.BTF (and similar objects) expose .fd rather than fileno(); C takes either form.
+    if obj is None or isinstance(obj, int) or hasattr(obj, "fileno"):
+        return obj
+    fd = getattr(obj, "fd", None)
+    return fd if isinstance(fd, int) else obj
 
 
 def _drop_seen(kv: memoryview, vv: memoryview, n: int, ks: int, vs: int, seen: set[bytes]

@@ -248,17 +248,23 @@ pybpf_map_wrap(PyTypeObject *cls, int fd)
     return self;
 }
 
-/* If obj is one of our fd-owning objects, start a call on it (so it cannot be closed under
- * a syscall that uses its fd) and return the object; else NULL. */
+/* If obj is one of our fd-owning objects (built on the fd base of fd.c, whatever its type),
+ * return it so that the caller can hold a call on it (it then cannot be closed under a
+ * syscall that uses its fd); else NULL.  Types are recognised by their deallocator, as not
+ * every type of this module is laid out on PyBPF_FdObject. */
 static PyBPF_FdObject *
 pybpf_map_fdobj(pybpf_state *st, PyObject *obj)
 {
-    PyTypeObject *types[] = {st->Map_Type, st->Program_Type, st->BTF_Type, st->Link_Type};
-    size_t i;
+    PyObject *mro = Py_TYPE(obj)->tp_mro;
+    Py_ssize_t i;
 
-    for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-        if (types[i] && PyObject_TypeCheck(obj, types[i]))
+    if (!mro)
+        return NULL;
+    for (i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (t->tp_dealloc == pybpf_fd_dealloc)
             return (PyBPF_FdObject *)obj;
+    }
     return NULL;
 }
 

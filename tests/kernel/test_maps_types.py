@@ -350,3 +350,20 @@ def test_storage_maps_with_btf(udp_socket):
             assert s.type is MapType.INODE_STORAGE and s.info()["btf_id"] > 0
     finally:
         os.close(btf)
+
+
+def test_storage_map_with_btf_object(udp_socket):
+    # bpf.BTF (src/btf.c) is not built on the fd base: it is passed by its fd.
+    btf, kid, vid = bpf.BTF.for_map(4, 16)
+    try:
+        m = bpf.Map.create(MapType.SK_STORAGE, 4, 16, 0, btf=btf, btf_key_type_id=kid,
+                           btf_value_type_id=vid)
+    finally:
+        btf.close()  # the map keeps its own reference to the BTF in the kernel
+    with m:
+        k = u32(udp_socket.fileno())
+        m[k] = bytes(range(16))
+        assert m[k] == bytes(range(16)) and m.info()["btf_value_type_id"] == vid
+    with pytest.raises(TypeError, match="fileno"):
+        bpf.Map.create(MapType.SK_STORAGE, 4, 16, 0, btf=object(), btf_key_type_id=1,
+                       btf_value_type_id=1)
