@@ -302,6 +302,17 @@ def main() -> None:
     print(f"bpf {bpf.__version__}, libbpf {bpf.libbpf_version()}, kernel "
           f"{bpf.kernel_release()}, {os.cpu_count()} CPUs; best of {a.reps}; "
           f"{count} single ops per figure", flush=True)
+    # The interpreter's share on this machine: the same loop calling a trivial C function.
+    keys = _bpf._split(perm_keys(1000, count), 4, count)
+
+    def loop_floor() -> float:
+        f = len
+        t0 = time.perf_counter_ns()
+        for k in keys:
+            f(k)
+        return (time.perf_counter_ns() - t0) / count
+
+    b.only("Python loop + a trivial C call (len)", loop_floor, "ns/op")
     for mtype, n, label in ((MapType.HASH, 100_000, "HASH 100k"),
                             (MapType.HASH, 1_000_000, "HASH 1M"),
                             (MapType.ARRAY, 1_000_000, "ARRAY 1M")):
