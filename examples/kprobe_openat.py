@@ -3,7 +3,7 @@
 
     python examples/kprobe_openat.py [--duration SECONDS]
 
-A program assembled with bpf.asm copies each opened path (first 64 bytes) with
+A program assembled with bpf.asm copies each opened path (first 128 bytes) with
 bpf_probe_read_user_str and counts it in a hash map keyed by the path; Python polls the map
 and prints paths as they appear.  On kernels built without kprobes (CONFIG_KPROBES=n) it uses
 the syscalls:sys_enter_openat tracepoint instead.  tracefs is needed for the tracepoint.
@@ -19,7 +19,7 @@ from bpf import asm
 # Where the user pointer to the file name is in the program's context.
 KPROBE_ARG2 = {"x86_64": 104, "aarch64": 8}   # pt_regs->si / regs[1]
 TRACEPOINT_FILENAME = 24                       # sys_enter_openat: filename after nr and dfd
-NAME_LEN = 64
+NAME_LEN = 128
 
 
 def program_text(names_fd: int, offset: int) -> str:

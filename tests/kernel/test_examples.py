@@ -48,11 +48,12 @@ def test_xdp_counter(veth):
     assert int(last.split()[3]) >= 5 * 100
 
 
-def test_kprobe_openat(tracefs, tmp_path):
+def test_kprobe_openat(tracefs, tmp_path, monkeypatch):
     name = f"pybpf-example-{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)          # a relative name: what openat() sees
     p = start("kprobe_openat.py", "--duration", "2")
     for _ in range(3):
-        with open(tmp_path / name, "w"):
+        with open(name, "w"):
             pass
         time.sleep(0.1)
     out = finish(p)
