@@ -280,6 +280,22 @@ class IterLink(Link):
             return b"".join(chunks)
 
 
+class _LibbpfAttachment(_Attachment):
+    """A libbpf-made attachment without a kernel link fd (USDT: a set of uprobes).  Its fd is
+    a dup of the program's; closing it runs libbpf's detach."""
+
+    def detach(self) -> None:  # type: ignore[override]
+        raise _error(NotSupportedError, errno.EOPNOTSUPP, "link detach",
+                     f"a {self._kind} attachment made by libbpf ends when it is closed")
+
+
+def _fd_is_link(fd: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:bpf_link"
+    except OSError:
+        return True
+
+
 def _prog_id(prog: Any) -> int:
     pid = getattr(prog, "id", None)
     if isinstance(pid, int):
@@ -742,6 +758,24 @@ class ProgramAttachMixin:
         except ValueError:
             return None
 
+    def _libbpf_attach(self, kind: str, **kw: Any) -> Link | None:
+        """Attach with libbpf's bpf_program__attach* when this program comes from a
+        bpf.Object (None otherwise).  The Link keeps the Object alive."""
+        obj = getattr(self, "_object", None)
+        name = getattr(self, "_object_name", None)
+        fn = getattr(Link, "_libbpf_attach", None)
+        if obj is None or name is None or fn is None:
+            return None
+        link: Link = fn(obj, name, kind, **kw)
+        if not _fd_is_link(link.fileno()):
+            link.__class__ = _LibbpfAttachment
+            assert isinstance(link, _LibbpfAttachment)
+            link._kind = kind if kind != "auto" else str(getattr(self, "section", "libbpf"))
+            link._details = {k: v for k, v in kw.items() if v is not None}
+            link._prog_id = _prog_id(self)
+            link._update_fn = None
+        return link
+
     # -- from the section name --
     def attach(self) -> Link:
         """Attach as the program's section name says (``kprobe/do_sys_openat2``,
@@ -750,10 +784,7 @@ class ProgramAttachMixin:
         Hooks that need a target the section cannot name (XDP, TC, cgroups, sockets, perf
         events) raise ValueError naming the method to call instead.
         """
-        libbpf_attach = getattr(self, "_attach_libbpf", None)
         sec = getattr(self, "section_name", None) or getattr(self, "section", None)
-        if sec is None and callable(libbpf_attach):
-            return libbpf_attach()
         if not sec:
             pt = self._ptype()
             if pt in (ProgType.TRACING, ProgType.LSM, ProgType.EXT):
@@ -768,8 +799,6 @@ class ProgramAttachMixin:
                                       offset=int(off, 0) if off else 0)
         if kind in ("kprobe.multi", "kretprobe.multi") and rest:
             return self.attach_kprobe_multi(rest, retprobe=kind.startswith("kret"))
-        if kind in ("uprobe", "uretprobe") and rest and callable(libbpf_attach):
-            return libbpf_attach()
         if kind in ("uprobe", "uretprobe") and ":" in rest:
             binary, _, sym = rest.rpartition(":")
             return self.attach_uprobe(binary, sym, retprobe=kind == "uretprobe")
@@ -789,9 +818,9 @@ class ProgramAttachMixin:
             return self.attach_iter()
         if kind in ("sk_lookup", "flow_dissector"):
             return self.attach_netns()
-        if base == "usdt" or callable(libbpf_attach):
-            if callable(libbpf_attach):
-                return libbpf_attach()
+        link = self._libbpf_attach("auto")
+        if link is not None:
+            return link
         hint = {"xdp": "attach_xdp(iface)", "tc": "attach_tc(iface, direction)",
                 "tcx": "attach_tc(iface, direction)", "classifier": "attach_tc(iface, ...)",
                 "cgroup": "attach_cgroup(path)", "cgroup_skb": "attach_cgroup(path, type)",
@@ -1089,14 +1118,14 @@ class ProgramAttachMixin:
                     cookie: int = 0) -> Link:
         """Attach to a USDT probe.  Needs a program from :class:`bpf.Object` (libbpf's USDT
         support pairs the attach with BPF-side helpers and maps in the object)."""
-        fn = getattr(self, "_attach_usdt_libbpf", None)
-        if fn is None:
+        link = self._libbpf_attach("usdt", binary=resolve_binary(binary), provider=provider,
+                                   usdt=name, pid=pid, cookie=cookie)
+        if link is None:
             raise _error(NotSupportedError, errno.EOPNOTSUPP, "usdt attach",
                          "USDT probes need a program loaded from a bpf.Object built with "
                          "libbpf's usdt.bpf.h; raw programs can use attach_uprobe on the "
                          "probe's address")
-        result: Link = fn(resolve_binary(binary), provider, name, pid, cookie)
-        return result
+        return link
 
     # -- tracepoints --
     def attach_tracepoint(self, category: str, name: str, *, cookie: int = 0) -> Link:
