@@ -54,16 +54,21 @@ Object_open(PyTypeObject *cls, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"source", "name", "pin_root", "btf_custom_path", "kconfig", NULL};
     PyObject *source, *path = NULL, *image = NULL;
     const char *name = NULL, *pin_root = NULL, *btf_path = NULL, *kconfig = NULL;
-    PyObject *pin_obj = NULL, *btf_obj = NULL;
+    PyObject *pin_arg = Py_None, *btf_arg = Py_None, *pin_obj = NULL, *btf_obj = NULL;
     struct bpf_object *obj;
     PyBPF_Object *self;
     int err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|zO&O&z:open", kwlist, &source, &name,
-                                     PyUnicode_FSConverter, &pin_obj, PyUnicode_FSConverter,
-                                     &btf_obj, &kconfig))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|zOOz:open", kwlist, &source, &name, &pin_arg,
+                                     &btf_arg, &kconfig))
         return NULL;
-    /* None for the path options: FSConverter refuses None, so accept it here by hand. */
+    /* FSConverter refuses None, which means "libbpf's default" here. */
+    if (pin_arg != Py_None && !PyUnicode_FSConverter(pin_arg, &pin_obj))
+        return NULL;
+    if (btf_arg != Py_None && !PyUnicode_FSConverter(btf_arg, &btf_obj)) {
+        Py_XDECREF(pin_obj);
+        return NULL;
+    }
     if (pin_obj)
         pin_root = PyBytes_AS_STRING(pin_obj);
     if (btf_obj)
