@@ -71,7 +71,8 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self.thread:
-            self.lines.append(record.getMessage().strip())
+            msg = record.getMessage().strip()
+            self.lines.append(msg[8:] if msg.startswith("libbpf: ") else msg)
 
 
 @contextlib.contextmanager
@@ -215,7 +216,9 @@ class MapSpec:
     def reuse(self, map_or_fd: Any) -> None:
         """Use an existing map (a Map or an fd; it is dup'ed) instead of creating one at load.
 
-        Its type, sizes and flags must match the declaration, or load() fails."""
+        The map's own type, sizes and flags replace the declared ones (libbpf does not compare
+        them; the verifier checks the programs against the map they get), and so does its kernel
+        name: give the map the declared name, or look the spec up by its new name."""
         self._obj.map_reuse_fd(self._name, _fd_of(map_or_fd))
 
     def reuse_pinned(self, path: str | os.PathLike[str]) -> None:

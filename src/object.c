@@ -380,7 +380,7 @@ Object_map_spec(PyObject *op, PyObject *name)
         "ifindex", bpf_map__ifindex(map), "pin_path", pin, "autocreate",
         bpf_map__autocreate(map) ? Py_True : Py_False, "internal",
         bpf_map__is_internal(map) ? Py_True : Py_False, "inner", inner_name, "fd",
-        bpf_map__fd(map), "initial_size", (Py_ssize_t)init_size);
+        bpf_map__autocreate(map) ? bpf_map__fd(map) : -1, "initial_size", (Py_ssize_t)init_size);
     Py_DECREF(inner_name);
     return res;
 }
@@ -717,7 +717,8 @@ Object_map_fd(PyObject *op, PyObject *name)
     if (!map)
         return NULL;
     fd = bpf_map__fd(map);
-    if (fd < 0)
+    /* after load libbpf reports a placeholder fd for maps it did not create */
+    if (fd < 0 || !bpf_map__autocreate(map))
         return PyErr_Format(PyExc_ValueError, "map %R has no fd (object not loaded, or the map "
                             "was not created)", name);
     return PyLong_FromLong(fd);
