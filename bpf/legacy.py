@@ -370,7 +370,11 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
                 if hi > sec["sh_size"] or lo % 8 or (hi - lo) % 8 or hi <= lo:
                     raise _bad(spath, f"function {name!r} spans [{lo}, {hi}) of section "
                                       f"{sec.name!r} ({sec['sh_size']} bytes)")
-                insns = linker.link(sec, idx, lo, hi, name)
+                try:
+                    insns = linker.link(sec, idx, lo, hi, name)
+                except (ELFError, struct.error, IndexError, KeyError, AssertionError) as e:
+                    raise _bad(spath, f"corrupt ELF file while linking {name!r} "
+                                      f"({type(e).__name__}: {e})") from None
                 prog = Program.load(ptype, insns, license=license,  # type: ignore[attr-defined]
                                     name=_kernel_name(name))
                 try:
