@@ -28,7 +28,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .enums import MapType, ProgType
 from .objects import check_elf_header
@@ -115,7 +115,7 @@ class LegacyObject:
             raise ValueError("operation on closed object")
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
@@ -159,7 +159,7 @@ def _parse_map_defs(elf: Any, symbols: list[Any], path: str) -> dict[int, list[L
 
 
 def _create_maps(obj: LegacyObject, defs: list[LegacyMapDef], pin_path: str | None) -> None:
-    from .maps import Map
+    from .maps import Map  # type: ignore[attr-defined]
 
     by_index = {i: d for i, d in enumerate(defs)}
 
@@ -317,7 +317,7 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    from .programs import Program
+    from .programs import Program  # type: ignore[attr-defined]
 
     spath = os.fspath(path)
     ppath = os.fspath(pin_path) if pin_path is not None else None
@@ -326,8 +326,10 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
     check_elf_header(data[:64], repr(spath))
     try:
         elf = ELFFile(io.BytesIO(data))
+        from elftools.elf.sections import SymbolTableSection
+
         symtab = elf.get_section_by_name(".symtab")
-        if symtab is None:
+        if not isinstance(symtab, SymbolTableSection):
             raise _bad(spath, "no symbol table (.symtab): stripped objects cannot be loaded")
         symbols = list(symtab.iter_symbols())
         lic = elf.get_section_by_name("license")

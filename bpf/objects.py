@@ -17,7 +17,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple, Union
+from typing import Any, Literal, NamedTuple, Union
 
 from . import _bpf
 from ._bpf import BPFError, VerifierError
@@ -499,9 +499,10 @@ class Object(_bpf.Object):
     _globals: Globals
 
     @classmethod
-    def open(cls, source: _Source, pin_root: str | os.PathLike[str] | None = None, *,
-             name: str | None = None, btf_path: str | os.PathLike[str] | None = None,
-             kconfig: str | None = None) -> Object:  # type: ignore[override]
+    def open(  # type: ignore[override]
+            cls, source: _Source, pin_root: str | os.PathLike[str] | None = None, *,
+            name: str | None = None, btf_path: str | os.PathLike[str] | None = None,
+            kconfig: str | None = None) -> Object:
         """Open an object from a path or a bytes-like ELF image, without loading it.
 
         pin_root: directory (on bpffs) for maps declared ``__uint(pinning,
@@ -583,7 +584,7 @@ class Object(_bpf.Object):
         if m is None or m.closed:
             if spec["fd"] < 0:
                 raise KeyError(f"map {name!r} was not created (autocreate is off)")
-            from .maps import Map
+            from .maps import Map  # type: ignore[attr-defined]
 
             m = Map.from_fd(spec["fd"])  # type: ignore[attr-defined]  # a dup: outlives us
             self._live_maps[key] = m
@@ -597,7 +598,7 @@ class Object(_bpf.Object):
         if p is None or p.closed:
             if spec["fd"] < 0:
                 raise KeyError(f"program {name!r} was not loaded (autoload is off)")
-            from .programs import Program
+            from .programs import Program  # type: ignore[attr-defined]
 
             p = Program.from_fd(spec["fd"])  # type: ignore[attr-defined]
             # What attach() needs later: the section (attach point) and the libbpf program,
@@ -620,6 +621,6 @@ class Object(_bpf.Object):
         super().__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
