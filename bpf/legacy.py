@@ -317,8 +317,6 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    from .programs import Program  # type: ignore[attr-defined]
-
     spath = os.fspath(path)
     ppath = os.fspath(pin_path) if pin_path is not None else None
     with open(spath, "rb") as f:
@@ -344,6 +342,8 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
         raise ValueError(f"{spath}: corrupt ELF file: {e}") from None
     except (struct.error, UnicodeDecodeError, IndexError, KeyError, AssertionError) as e:
         raise ValueError(f"{spath}: corrupt ELF file ({type(e).__name__}: {e})") from None
+
+    from .programs import Program  # type: ignore[attr-defined]
 
     obj = LegacyObject(spath, license)
     try:
