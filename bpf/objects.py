@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal, NamedTuple, Union
 
 from . import _bpf
-from ._bpf import BPFError, VerifierError
+from ._bpf import BPFError, NotSupportedError, VerifierError
 from .enums import AttachType, MapFlags, MapType, ProgType
 
 __all__ = ["Object", "MapSpec", "ProgramSpec", "Globals", "Variable"]
@@ -518,11 +518,13 @@ class Object(_bpf.Object):
                                    btf_custom_path=btf_path, kconfig=kconfig)
             except BPFError as e:
                 if any("legacy map definitions" in ln for ln in cap.lines):
-                    e.strerror = (f"{e.strerror}: {what} declares its maps in a legacy "
-                                  "SEC(\"maps\") section, which libbpf 1.x refuses; load it "
-                                  "with bpf.legacy.load_elf()")
-                else:
-                    _augment(e, cap)
+                    legacy = NotSupportedError(
+                        e.errno, f"open object {what}: its maps are legacy SEC(\"maps\") "
+                                 "definitions, which libbpf 1.x refuses; load it with "
+                                 "bpf.legacy.load_elf()")
+                    legacy.operation = "open object"
+                    raise legacy from None
+                _augment(e, cap)
                 raise
         obj._live_maps = {}
         obj._live_programs = {}
