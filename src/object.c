@@ -883,6 +883,35 @@ Object_global_write(PyObject *op, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ---- for link.c ------------------------------------------------------------------------- */
+
+/* The libbpf program `name` of an open Object, for bpf_program__attach() & co. in link.c
+ * (which is #included after this file).  Borrowed: valid while the Object stays open, so the
+ * caller keeps a reference to the Object (Programs made by bpf.Object carry it as `_object`,
+ * and their libbpf name as `_object_name`).  NULL with an exception set otherwise. */
+static __attribute__((unused)) struct bpf_program *
+pybpf_object_get_program(PyObject *op, const char *name)
+{
+    PyTypeObject *tp = PYBPF_STATE(op)->Object_Type;
+    PyBPF_Object *self = (PyBPF_Object *)op;
+    struct bpf_program *prog;
+
+    if (!tp || !PyObject_TypeCheck(op, tp)) {
+        PyErr_Format(PyExc_TypeError, "expected a bpf.Object, not %.100s", Py_TYPE(op)->tp_name);
+        return NULL;
+    }
+    if (pybpf_object_check(self) < 0)
+        return NULL;
+    prog = bpf_object__find_program_by_name(self->obj, name);
+    if (!prog)
+        PyErr_Format(PyExc_KeyError, "no program %s in %R", name, op);
+    else if (bpf_program__fd(prog) < 0) {
+        PyErr_Format(PyExc_ValueError, "program %s of %R is not loaded", name, op);
+        prog = NULL;
+    }
+    return prog;
+}
+
 /* ---- type ------------------------------------------------------------------------------- */
 
 static PyMethodDef Object_methods[] = {
