@@ -890,9 +890,9 @@ Object_global_write(PyObject *op, PyObject *args)
  * caller keeps a reference to the Object (Programs made by bpf.Object carry it as `_object`,
  * and their libbpf name as `_object_name`).  NULL with an exception set otherwise. */
 static __attribute__((unused)) struct bpf_program *
-pybpf_object_get_program(PyObject *op, const char *name)
+pybpf_object_get_program(pybpf_state *st, PyObject *op, const char *name)
 {
-    PyTypeObject *tp = PYBPF_STATE(op)->Object_Type;
+    PyTypeObject *tp = st->Object_Type;
     PyBPF_Object *self = (PyBPF_Object *)op;
     struct bpf_program *prog;
 
