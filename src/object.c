@@ -43,6 +43,11 @@ pybpf_object_check(PyBPF_Object *self)
         PyErr_SetString(PyExc_ValueError, "operation on closed object");
         return -1;
     }
+    if (self->inflight > 0) {
+        /* libbpf rewrites programs and maps during bpf_object__load: no concurrent access */
+        PyErr_SetString(PyExc_RuntimeError, "the object is being loaded in another thread");
+        return -1;
+    }
     return 0;
 }
 

@@ -303,6 +303,26 @@ def test_globals_from_another_thread_after_load():
         assert obj.globals["bss_s32"] == -1000
 
 
+def test_close_racing_load_in_another_thread():
+    for _ in range(5):
+        obj = bpf.Object.open(obj_path("core"))
+        errors: list[BaseException] = []
+
+        def load() -> None:
+            try:
+                obj.load()
+            except (ValueError, RuntimeError) as e:  # closed before load started
+                errors.append(e)
+
+        t = threading.Thread(target=load)
+        t.start()
+        obj.close()  # during load: deferred until load() returns; never a use-after-free
+        t.join()
+        assert obj.closed
+        assert all("closed" in str(e) for e in errors)
+        obj.close()
+
+
 # ---- CO-RE -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("btf_path", [None, "/sys/kernel/btf/vmlinux"])
