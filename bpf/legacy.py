@@ -379,10 +379,7 @@ def load_elf(path: str | os.PathLike[str], pin_path: str | os.PathLike[str] | No
                                       f"({type(e).__name__}: {e})") from None
                 prog = Program.load(ptype, insns, license=license,  # type: ignore[attr-defined]
                                     name=_kernel_name(name))
-                try:
-                    prog.section = sec.name
-                except AttributeError:
-                    pass
+                prog.section = sec.name  # type: ignore[attr-defined]
                 obj.programs[name] = prog
     except ELFError as e:
         obj.close()

@@ -605,9 +605,9 @@ class Object(_bpf.Object):
             p = Program.from_fd(spec["fd"])  # type: ignore[attr-defined]
             # What attach() needs later: the section (attach point) and the libbpf program,
             # reachable as _object.program_spec(name) / the Object's entry points.
-            p.section = spec["section"]
-            p._object = self
-            p._object_name = name
+            p.section = spec["section"]  # type: ignore[attr-defined]
+            p._object = self  # type: ignore[attr-defined]
+            p._object_name = name  # type: ignore[attr-defined]
             self._live_programs[name] = p
         return p
 
