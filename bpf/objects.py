@@ -93,6 +93,7 @@ def _augment(e: BaseException, cap: _Capture) -> None:
     tail = [ln for ln in cap.lines if ln][-3:]
     if tail and e.strerror is not None:
         e.strerror = f"{e.strerror}; libbpf: {' | '.join(tail)}"
+        e.args = (e.errno, e.strerror)
 
 
 # ---- spec views ---------------------------------------------------------------------------

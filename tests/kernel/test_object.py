@@ -215,6 +215,40 @@ def test_autocreate_off_leaves_map_out():
         assert "entry" not in obj.programs
 
 
+def test_map_in_map_inner_specs():
+    needs_live()
+    with bpf.Object.open(obj_path("map_in_map")) as obj:
+        inner = obj.maps["outer"].inner
+        assert inner is not None and inner.name == "outer.inner"
+        assert (inner.type, inner.max_entries) == (bpf.MapType.ARRAY, 1)
+        inner.max_entries = 8
+        assert obj.maps["outer_fd"].inner is None
+        with pytest.raises(AttributeError):
+            obj.maps["outer_fd"].inner_map
+        with bpf.Map.create(bpf.MapType.HASH, 4, 8, 16) as tmpl:
+            obj.maps["outer_fd"].inner_map = tmpl  # outer_fd declares no template
+            obj.load()
+        outer = obj.maps["outer"]
+        assert outer.type == bpf.MapType.ARRAY_OF_MAPS
+        assert obj.maps["outer_fd"].type == bpf.MapType.HASH_OF_MAPS
+        prog = obj.programs["bump_inner"]
+        assert prog.test_run(PKT)[0] == 1  # outer[0] empty
+        with bpf.Map.create(bpf.MapType.ARRAY, 4, 8, 1) as small:
+            with pytest.raises(bpf.BPFError):  # the template now says 8 entries
+                outer.update(struct.pack("I", 0), struct.pack("I", small.fd))
+        with bpf.Map.create(bpf.MapType.ARRAY, 4, 8, 8) as m:
+            outer.update(struct.pack("I", 0), struct.pack("I", m.fd))
+            assert prog.test_run(PKT)[0] == 0
+            assert struct.unpack("Q", m.lookup(struct.pack("I", 0)))[0] == 1
+
+
+def test_missing_inner_map_fails_with_libbpf_reason():
+    with bpf.Object.open(obj_path("map_in_map")) as obj:
+        with pytest.raises(bpf.BPFError) as ei:
+            obj.load()
+    assert "outer_fd" in str(ei.value) and "libbpf:" in repr(ei.value)
+
+
 # ---- globals -------------------------------------------------------------------------------
 
 def test_globals_before_load():
