@@ -200,7 +200,9 @@ class MapSpec:
 
     @property
     def inner(self) -> MapSpec | None:
-        """The inner map's spec of a map-in-map declared with ``__array(values, ...)``."""
+        """The inner map's spec of a map-in-map declared with ``__array(values, ...)``
+        (read-only: libbpf cannot change it; give the outer map a template map through
+        ``inner_map`` instead)."""
         inner = self._spec()["inner"]
         return None if inner is None else MapSpec(self._obj, f"{self._name}.inner")
 
@@ -211,7 +213,8 @@ class MapSpec:
     @inner_map.setter
     def inner_map(self, value: Any) -> None:
         """Use an existing map (a Map or an fd) as the template of this map-in-map's inner
-        maps."""
+        maps, replacing a declared one.  libbpf keeps the fd without a dup: keep the map
+        open until load() returns."""
         self._set("inner_map_fd", _fd_of(value))
 
     def reuse(self, map_or_fd: Any) -> None:
@@ -224,9 +227,9 @@ class MapSpec:
 
     def reuse_pinned(self, path: str | os.PathLike[str]) -> None:
         """Reuse the map pinned at *path* (see ``reuse``)."""
-        from . import maps
+        from .maps import Map  # type: ignore[attr-defined]
 
-        with maps.Map.from_pin(os.fspath(path)) as m:  # type: ignore[attr-defined]
+        with Map.from_pin(os.fspath(path)) as m:
             self.reuse(m)
 
     def __repr__(self) -> str:

@@ -263,12 +263,13 @@ pybpf_name_arg(PyObject *name)
 /* Map by name: libbpf's own lookup (which also knows the internal maps by section name,
  * ".data", ".rodata", ...), or "outer.inner" for the inner-map spec of a map-in-map. */
 static struct bpf_map *
-pybpf_object_map(PyBPF_Object *self, PyObject *name)
+pybpf_object_map_ex(PyBPF_Object *self, PyObject *name, int *is_inner)
 {
     const char *s;
     struct bpf_map *map;
     size_t n;
 
+    *is_inner = 0;
     if (pybpf_object_check(self) < 0 || !(s = pybpf_name_arg(name)))
         return NULL;
     map = bpf_object__find_map_by_name(self->obj, s);
@@ -285,11 +286,29 @@ pybpf_object_map(PyBPF_Object *self, PyObject *name)
         outer[n - 6] = '\0';
         map = bpf_object__find_map_by_name(self->obj, outer);
         PyMem_Free(outer);
-        if (map && (map = bpf_map__inner_map(map)))
+        if (map && (map = bpf_map__inner_map(map))) {
+            *is_inner = 1;
             return map;
+        }
     }
     PyErr_SetObject(PyExc_KeyError, name);
     return NULL;
+}
+
+/* A map every accessor may use.  Inner-map specs are refused: libbpf leaves their back
+ * pointer to the object NULL, and its setters (and bpf_map__fd) dereference it. */
+static struct bpf_map *
+pybpf_object_map(PyBPF_Object *self, PyObject *name)
+{
+    int is_inner;
+    struct bpf_map *map = pybpf_object_map_ex(self, name, &is_inner);
+
+    if (map && is_inner) {
+        PyErr_Format(PyExc_ValueError, "the inner map spec %R is read-only (libbpf cannot "
+                     "change it): give the outer map a template map instead", name);
+        return NULL;
+    }
+    return map;
 }
 
 static struct bpf_program *
@@ -358,14 +377,17 @@ static PyObject *
 Object_map_spec(PyObject *op, PyObject *name)
 {
     PyBPF_Object *self = (PyBPF_Object *)op;
-    struct bpf_map *map = pybpf_object_map(self, name), *inner;
+    struct bpf_map *map, *inner;
     const char *pin;
     PyObject *inner_name;
     size_t init_size = 0;
     PyObject *res;
+    int is_inner, fd;
 
-    if (!map)
+    if (!(map = pybpf_object_map_ex(self, name, &is_inner)))
         return NULL;
+    /* inner specs: no object back pointer, so no bpf_map__fd (see pybpf_object_map) */
+    fd = (is_inner || !bpf_map__autocreate(map)) ? -1 : bpf_map__fd(map);
     pin = bpf_map__pin_path(map);
     inner = bpf_map__inner_map(map);
     if (inner)
@@ -384,8 +406,7 @@ Object_map_spec(PyObject *op, PyObject *name)
         bpf_map__numa_node(map), "map_extra", (unsigned long long)bpf_map__map_extra(map),
         "ifindex", bpf_map__ifindex(map), "pin_path", pin, "autocreate",
         bpf_map__autocreate(map) ? Py_True : Py_False, "internal",
-        bpf_map__is_internal(map) ? Py_True : Py_False, "inner", inner_name, "fd",
-        bpf_map__autocreate(map) ? bpf_map__fd(map) : -1, "initial_size", (Py_ssize_t)init_size);
+        bpf_map__is_internal(map) ? Py_True : Py_False, "inner", inner_name, "fd", fd, "initial_size", (Py_ssize_t)init_size);
     Py_DECREF(inner_name);
     return res;
 }

@@ -221,12 +221,16 @@ def test_map_in_map_inner_specs():
         inner = obj.maps["outer"].inner
         assert inner is not None and inner.name == "outer.inner"
         assert (inner.type, inner.max_entries) == (bpf.MapType.ARRAY, 1)
-        inner.max_entries = 8
+        with pytest.raises(ValueError, match="read-only"):
+            inner.max_entries = 8  # libbpf cannot change inner specs
         assert obj.maps["outer_fd"].inner is None
         with pytest.raises(AttributeError):
             obj.maps["outer_fd"].inner_map
-        with bpf.Map.create(bpf.MapType.HASH, 4, 8, 16) as tmpl:
+        with bpf.Map.create(bpf.MapType.HASH, 4, 8, 16) as tmpl, \
+                bpf.Map.create(bpf.MapType.ARRAY, 4, 8, 8) as tmpl8:
             obj.maps["outer_fd"].inner_map = tmpl  # outer_fd declares no template
+            obj.maps["outer"].inner_map = tmpl8    # replaces the declared 1-entry template
+            assert obj.maps["outer"].inner is None
             obj.load()
         outer = obj.maps["outer"]
         assert outer.type == bpf.MapType.ARRAY_OF_MAPS
