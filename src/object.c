@@ -490,10 +490,17 @@ Object_map_reuse_fd(PyObject *op, PyObject *args)
     if (self->loaded)
         return pybpf_err_with(PYBPF_STATE(op), NULL, EBUSY, "reuse map fd", name,
                               "the object is already loaded");
-    /* bpf_map__reuse_fd dups the fd and reads the map's info (a syscall). */
+    /* bpf_map__reuse_fd dups the fd and reads the map's info (a syscall).  inflight keeps a
+     * close() from another thread from freeing the object meanwhile. */
+    self->inflight++;
     Py_BEGIN_ALLOW_THREADS
     r = bpf_map__reuse_fd(map, fd);
     Py_END_ALLOW_THREADS
+    if (--self->inflight == 0 && self->closing) {
+        pybpf_object_release(self);
+        if (r == 0)
+            Py_RETURN_NONE;
+    }
     if (r < 0)
         return pybpf_err(PYBPF_STATE(op), -r, "reuse map fd", name);
     Py_RETURN_NONE;
@@ -539,9 +546,12 @@ Object_program_set(PyObject *op, PyObject *args)
         const char *func = NULL;
         if (!PyArg_ParseTuple(value, "iz:attach_target", &tfd, &func))
             return NULL;
+        self->inflight++; /* close() from another thread waits for us (see load) */
         Py_BEGIN_ALLOW_THREADS /* may load kernel BTF / query the target program */
         r = bpf_program__set_attach_target(prog, tfd, func);
         Py_END_ALLOW_THREADS
+        if (--self->inflight == 0 && self->closing)
+            pybpf_object_release(self);
     } else if (strcmp(field, "autoload") == 0 || strcmp(field, "autoattach") == 0) {
         int t = PyObject_IsTrue(value);
         if (t < 0)
@@ -702,7 +712,7 @@ Object_load(PyObject *op, PyObject *args, PyObject *kw)
         if (log_level)
             bpf_program__set_log_level(prog, log_level);
     }
-    self->inflight++;
+    self->inflight++; /* other calls are refused and close() is deferred meanwhile */
     Py_BEGIN_ALLOW_THREADS
     r = bpf_object__load(obj);
     Py_END_ALLOW_THREADS
