@@ -26,6 +26,7 @@ from .enums import AttachType, MapFlags, MapType, ProgType
 __all__ = ["Object", "MapSpec", "ProgramSpec", "Globals", "Variable"]
 
 _EM_BPF = 247
+_BYTEORDER: Literal["little", "big"] = "little" if sys.byteorder == "little" else "big"
 _Source = Union[str, bytes, bytearray, memoryview, "os.PathLike[str]"]
 
 
@@ -428,10 +429,14 @@ class Globals:
             raise KeyError(name) from None
 
     def __getitem__(self, name: str) -> int | bytes:
-        v = self.info(name)
-        raw = self._obj.global_read(v.section, v.offset, v.size)
-        if v.kind == "int":
-            return int.from_bytes(raw, sys.byteorder, signed=v.signed)
+        table = self._vars if self._vars is not None else self._table()
+        try:
+            name_, section, offset, size, kind, signed = table[name]
+        except KeyError:
+            raise KeyError(name) from None
+        raw = self._obj.global_read(section, offset, size)
+        if kind == "int":
+            return int.from_bytes(raw, _BYTEORDER, signed=signed)
         return raw
 
     def __setitem__(self, name: str, value: Any) -> None:
@@ -445,7 +450,7 @@ class Globals:
                 raise TypeError(f"global {name!r} is {v.size} bytes of non-integer data: "
                                 "assign a bytes-like object")
             try:
-                data = int(value).to_bytes(v.size, sys.byteorder, signed=v.signed)
+                data = int(value).to_bytes(v.size, _BYTEORDER, signed=v.signed)
             except OverflowError:
                 raise OverflowError(f"{value} does not fit global {name!r} "
                                     f"({'signed' if v.signed else 'unsigned'} {v.size * 8}-bit)"
