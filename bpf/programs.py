@@ -145,19 +145,25 @@ _STATS_LINE = re.compile(r"^(processed \d+ insns|verification time|stack depth|"
 
 
 def _summarize(lines: list[str]) -> tuple[str, Optional[int], Optional[str], list[str]]:
-    """Find the verifier's reason, the failing instruction and the lines worth showing."""
+    """Find the verifier's reason, the failing instruction and the lines worth showing.
+
+    The log ends with the last instruction the verifier looked at, the line(s) saying why it
+    stopped there, and statistics; the reason is those lines (at most three, joined)."""
     body = [ln.rstrip() for ln in lines]
     while body and (not body[-1].strip() or _STATS_LINE.match(body[-1])):
         body.pop()
-    reason = body[-1].strip() if body else "no log"
+    if not body:
+        return "no log", None, None, []
     idx = insn = None
-    for ln in reversed(body[:-1] if body else []):
-        m = _INSN_LINE.match(ln)
+    reason_lines = body[-1:]
+    for k in range(len(body) - 2, -1, -1):
+        m = _INSN_LINE.match(body[k])
         if m:
             idx, insn = int(m.group(1)), m.group(3).strip()
+            after = [ln.strip() for ln in body[k + 1:] if ln.strip()]
+            reason_lines = after[:3] if after else reason_lines
             break
-    tail = body[-12:]
-    return reason, idx, insn, tail
+    return "; ".join(reason_lines), idx, insn, body[-12:]
 
 
 def _verifier_error(err: int, lines: list[str], what: str) -> VerifierError:
