@@ -445,3 +445,41 @@ def test_subclass_constructors_make_subclass(xdp):
         assert type(p) is MyProg
         with p.dup() as d:
             assert type(d) is MyProg
+
+
+def test_syscall_program_writes_ctx_back():
+    # BPF_PROG_TYPE_SYSCALL (sleepable): ctx[1] = ctx[0] + 5.  The kernel writes the context
+    # back into the input buffer, which is our private copy: the caller's bytes stay intact.
+    prog = I(0x61, 2, 1, 0) + I(0x07, 2, imm=5) + I(0x63, 1, 2, 4) + mov(0, 3) + EXIT
+    ctx = struct.pack("<II", 10, 0)
+    with bpf.Program.load(bpf.ProgType.SYSCALL, prog, prog_flags=1 << 4) as p:
+        r = p.test_run(ctx=ctx)
+        assert r.retval == 3 and r.data is None
+        assert struct.unpack("<II", r.ctx) == (10, 15)
+    assert ctx == struct.pack("<II", 10, 0)
+
+
+def test_close_while_test_run_in_flight(xdp):
+    import threading
+    import time
+
+    p = xdp.dup()
+    fd = p.fd
+    result: list = []
+
+    def run():
+        try:
+            result.append(p.test_run(ipv4_udp(1), repeat=3_000_000))
+        except Exception as e:  # pragma: no cover - reported below
+            result.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.02)  # the run releases the GIL: close() happens while it is in the kernel
+    p.close()
+    assert p.closed
+    with pytest.raises(ValueError, match="closed program"):
+        p.test_run(ipv4_udp(1))
+    t.join()
+    assert isinstance(result[0], bpf.RunResult) and result[0].retval == XDP_PASS
+    assert fd > 0
