@@ -483,3 +483,18 @@ def test_close_while_test_run_in_flight(xdp):
     t.join()
     assert isinstance(result[0], bpf.RunResult) and result[0].retval == XDP_PASS
     assert fd > 0
+
+
+def test_expected_attach_type_reaches_the_kernel():
+    # cgroup sock_addr programs must name their hook at load time.
+    with bpf.Program.load(bpf.ProgType.CGROUP_SOCK_ADDR, mov(0, 1) + EXIT,
+                          expected_attach_type=bpf.AttachType.CGROUP_INET4_CONNECT) as p:
+        assert p.type is bpf.ProgType.CGROUP_SOCK_ADDR
+    with pytest.raises(bpf.BPFError) as ei:
+        bpf.Program.load(bpf.ProgType.CGROUP_SOCK_ADDR, mov(0, 1) + EXIT)
+    assert ei.value.errno == errno.EINVAL and not isinstance(ei.value, bpf.VerifierError)
+
+
+def test_attach_prog_argument_types():
+    with pytest.raises(TypeError, match="attach_prog"):
+        bpf.Program.load(bpf.ProgType.EXT, RET2, attach_prog="nope")
