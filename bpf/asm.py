@@ -768,6 +768,34 @@ class _Ctx:
         self.helper_names = helper_names
 
 
+_KSYMS: Optional[tuple[int, dict[int, str]]] = None
+
+
+def _kernel_call_names() -> tuple[int, dict[int, str]]:
+    """(__bpf_call_base, address -> symbol) from /proc/kallsyms, read once.
+
+    In xlated code a helper call's imm is the helper's address minus __bpf_call_base (what
+    bpftool resolves the same way).  Empty when kallsyms hides addresses."""
+    global _KSYMS
+    if _KSYMS is None:
+        base = 0
+        names: dict[int, str] = {}
+        try:
+            with open("/proc/kallsyms") as f:
+                for ln in f:
+                    parts = ln.split()
+                    if len(parts) >= 3 and parts[1] in "Tt":
+                        addr = int(parts[0], 16)
+                        if addr:
+                            names.setdefault(addr, parts[2])
+                            if parts[2] == "__bpf_call_base":
+                                base = addr
+        except OSError:
+            pass
+        _KSYMS = (base, names if base else {})
+    return _KSYMS
+
+
 def _format(i: Insn, ctx: Optional[_Ctx]) -> str:
     """One instruction as text, or '' when its encoding is not canonical."""
     c, d, s, off, imm = i.code, i.dst, i.src, i.off, i.imm
@@ -829,8 +857,12 @@ def _format(i: Insn, ctx: Optional[_Ctx]) -> str:
                 return f"call kfunc#{imm}" if off == 0 else f"call kfunc#{imm}:{off}"
             if s or off:
                 return ""
-            if ctx is not None and ctx.helper_names and not ctx.xlated:
-                name = helper_name(imm)
+            if ctx is not None and ctx.helper_names:
+                if ctx.xlated:
+                    base, syms = _kernel_call_names()
+                    name = syms.get(base + imm) if base else None
+                else:
+                    name = helper_name(imm)
                 if name:
                     return f"call {name}#{imm}"
             return f"call {imm}"
@@ -923,7 +955,9 @@ def disassemble(code: Any, *, xlated: bool = False, helper_names: bool = False,
     the way bpftool does: ``r1 = map[fd:3]`` (``map[id:N]`` with *xlated*, for the output of
     :meth:`bpf.Program.xlated`, where the kernel stores map ids), ``r1 = map[fd:3][0]+8``,
     ``call pc+5`` (BPF-to-BPF), ``r1 = subprog[+5]``.  *helper_names* writes
-    ``call bpf_map_lookup_elem#1``; *offsets* prefixes each line with its slot index.
+    ``call bpf_map_lookup_elem#1`` (with *xlated*, where the kernel stores the helper's
+    address, the name comes from /proc/kallsyms as bpftool does); *offsets* prefixes each
+    line with its slot index.
     Encodings that no instruction form describes come out as ``.quad 0x…``; :func:`assemble`
     reads all of it back to the same bytes.
     """

@@ -236,8 +236,8 @@ class Program(_bpf.Program):
         GPL-compatible for GPL-only helpers.  *name* is kept by the kernel (truncated to 15
         characters, letters, digits, ``_`` and ``.`` only).  *attach_prog* /
         *attach_btf_obj* (an fd or an object with ``fileno()``) name the target of
-        freplace/fentry-style programs; *fd_array* is an ``array('i')`` of map fds for
-        ``BPF_PSEUDO_MAP_IDX`` references.
+        freplace/fentry-style programs; *fd_array* lists the maps (fds or objects with
+        ``fileno()``, or an ``array('i')``) that ``BPF_PSEUDO_MAP_IDX`` references index.
 
         The load first runs without a verifier log; when it fails it runs again with
         ``log_level=1`` to collect the log, whose buffer grows while the kernel answers
@@ -257,6 +257,13 @@ class Program(_bpf.Program):
                 raise ValueError(f"program name {name!r} may hold only letters, digits, "
                                  f"'_' and '.'")
             name = name[:15]
+        if fd_array is not None:
+            try:
+                memoryview(fd_array)
+            except TypeError:
+                import array
+
+                fd_array = array.array("i", [_fd_of(x, "fd_array item") for x in fd_array])
         if not isinstance(license, str):
             raise TypeError(f"license must be a str, not {type(license).__name__}")
         if log_level < 0 or log_level > 0xFFFF:

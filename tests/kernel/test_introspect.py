@@ -111,3 +111,24 @@ def test_next_id_argument_checks():
         bpf._bpf._next_id(9, 0)
     with pytest.raises(ValueError):
         bpf._bpf._prog_info_by_id(1 << 40)
+
+
+def test_fd_array_map_references():
+    fd = map_fd(name=b"by_index")
+    try:
+        code = asm.assemble_insns([
+            asm.stw(FP, -4, 0), asm.mov(R2, FP), asm.add(R2, -4), asm.ld_map_idx(R1, 0),
+            asm.call("map_lookup_elem"), asm.mov(R0, 0), asm.exit()])
+        mid = next(m.id for m in bpf.maps() if m.name == "by_index")
+
+        class HasFileno:
+            def fileno(self) -> int:
+                return fd
+
+        for arr in ([fd], [HasFileno()]):
+            with bpf.Program.load(bpf.ProgType.SOCKET_FILTER, code, fd_array=arr) as p:
+                assert p.map_ids == (mid,)
+        with pytest.raises(TypeError, match="fd_array item"):
+            bpf.Program.load(bpf.ProgType.SOCKET_FILTER, code, fd_array=["x"])
+    finally:
+        os.close(fd)

@@ -244,3 +244,13 @@ def test_verifier_error_points_at_asm_instruction():
     assert e.insn == 2
     assert "invalid access to packet" in e.reason and "outside of the packet" in e.reason
     assert "at insn 2: r0 = *(u8 *)(r2 +20)" in str(e)
+
+
+def test_xlated_helper_calls_resolve_through_kallsyms():
+    with bpf.Program.load(bpf.ProgType.XDP, "call bpf_ktime_get_ns\nr0 = 2\nexit") as p:
+        x = p.xlated()
+        text = asm.disassemble(x, xlated=True, helper_names=True)
+        assert text.splitlines()[0].startswith("call bpf_ktime_get_ns#")
+        assert asm.assemble(text) == x
+        # Without xlated=True the kernel's address offset is not a helper id.
+        assert asm.disassemble(x).splitlines()[0] == f"call {asm.decode(x)[0].imm}"
