@@ -192,6 +192,32 @@ pybpf_program_new(PyTypeObject *cls, int fd)
     return (PyObject *)self;
 }
 
+/* Parse an object id (u32): ValueError, not OverflowError, for negatives and huge values. */
+static int
+pybpf_id_arg(PyObject *arg, const char *what, uint32_t *out)
+{
+    long long v;
+
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s id must be an int, not %.100s", what,
+                     Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        v = -1;
+    }
+    if (v < 0 || v > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s id must be in 0..2**32-1", what);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
 /* ---- constructors ---------------------------------------------------------------------- */
 
 static PyObject *
@@ -349,19 +375,17 @@ static PyObject *
 Program_from_id(PyObject *cls, PyObject *arg)
 {
     pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
-    unsigned long id = PyLong_AsUnsignedLong(arg);
+    uint32_t id;
     int fd;
 
-    if (id == (unsigned long)-1 && PyErr_Occurred())
+    if (pybpf_id_arg(arg, "program", &id) < 0)
         return NULL;
-    if (id > UINT32_MAX)
-        return PyErr_Format(PyExc_ValueError, "program id out of range: %lu", id);
     Py_BEGIN_ALLOW_THREADS
-    fd = bpf_prog_get_fd_by_id((uint32_t)id);
+    fd = bpf_prog_get_fd_by_id(id);
     Py_END_ALLOW_THREADS
     if (fd < 0) {
         char hint[48];
-        snprintf(hint, sizeof(hint), "id %lu", id);
+        snprintf(hint, sizeof(hint), "id %u", id);
         return pybpf_err_with(st, NULL, pybpf_libbpf_errno(fd), "program from_id", NULL, hint);
     }
     fd = pybpf_adopt_fd(fd, 1, "program");
@@ -819,18 +843,15 @@ pybpf_next_id(PyObject *mod, PyObject *args)
 static PyObject *
 pybpf_prog_info_by_id(PyObject *mod, PyObject *arg)
 {
-    unsigned long id = PyLong_AsUnsignedLong(arg);
     struct bpf_prog_info info;
-    uint32_t *ids = NULL, nr = 0;
+    uint32_t *ids = NULL, nr = 0, id;
     PyObject *res;
     int fd, err;
 
-    if (id == (unsigned long)-1 && PyErr_Occurred())
+    if (pybpf_id_arg(arg, "program", &id) < 0)
         return NULL;
-    if (id > UINT32_MAX)
-        return PyErr_Format(PyExc_ValueError, "program id out of range: %lu", id);
     Py_BEGIN_ALLOW_THREADS
-    fd = bpf_prog_get_fd_by_id((uint32_t)id);
+    fd = bpf_prog_get_fd_by_id(id);
     Py_END_ALLOW_THREADS
     if (fd < 0) {
         err = pybpf_libbpf_errno(fd);
@@ -881,18 +902,15 @@ pybpf_map_info_dict(const struct bpf_map_info *info)
 static PyObject *
 pybpf_map_info_by_id(PyObject *mod, PyObject *arg)
 {
-    unsigned long id = PyLong_AsUnsignedLong(arg);
     struct bpf_map_info info;
-    uint32_t len = sizeof(info);
+    uint32_t len = sizeof(info), id;
     int fd, r, err;
 
-    if (id == (unsigned long)-1 && PyErr_Occurred())
+    if (pybpf_id_arg(arg, "map", &id) < 0)
         return NULL;
-    if (id > UINT32_MAX)
-        return PyErr_Format(PyExc_ValueError, "map id out of range: %lu", id);
     memset(&info, 0, sizeof(info));
     Py_BEGIN_ALLOW_THREADS
-    fd = bpf_map_get_fd_by_id((uint32_t)id);
+    fd = bpf_map_get_fd_by_id(id);
     if (fd >= 0) {
         r = bpf_map_get_info_by_fd(fd, &info, &len);
         err = r < 0 ? pybpf_libbpf_errno(r) : 0;

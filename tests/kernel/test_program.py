@@ -391,6 +391,12 @@ def test_from_id(xdp):
     assert ei.value.errno == errno.ENOENT
 
 
+@pytest.mark.parametrize("bad,exc", [(-1, ValueError), (1 << 40, ValueError), ("7", TypeError)])
+def test_from_id_bad_ids(bad, exc):
+    with pytest.raises(exc, match="program id"):
+        bpf.Program.from_id(bad)
+
+
 def test_pin_and_from_pin(xdp, bpffs):
     path = os.path.join(bpffs, "xdp_prog")
     xdp.pin(path)
