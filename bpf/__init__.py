@@ -32,13 +32,11 @@ from . import features  # noqa: F401
 
 __version__ = "0.1.0"
 
-# bpf.maps() and bpf.programs() (introspect) shadow the submodules of the same names, so the
-# modules are taken from sys.modules rather than as attributes of this package.
-import sys as _sys  # noqa: E402
-
-_maps, _codecs, _programs, _links, _events, _btf, _typed, _introspect = (
-    _sys.modules[f"{__name__}.{_m}"]
-    for _m in ("maps", "codecs", "programs", "links", "events", "btf", "typed", "introspect"))
+# bpf.maps() and bpf.programs() (bpf.introspect) shadow the submodules of the same names.
+_maps, _programs = (__import__("sys").modules[f"{__name__}.{_m}"] for _m in ("maps", "programs"))
+from . import codecs as _codecs  # noqa: E402
+from . import links as _links, events as _events, btf as _btf  # noqa: E402
+from . import typed as _typed, introspect as _introspect  # noqa: E402
 
 __all__ = [
     "__version__", "enable_libbpf_debug", "libbpf_version", "possible_cpus", "kernel_release",
