@@ -1016,6 +1016,8 @@ _PREFIX = re.compile(r"^\s*\d+:\s*(?:\(([0-9a-fA-F]{2})\)\s*)?((?:[0-9a-fA-F]{2}
 _FUNC_HDR = re.compile(r"^[0-9a-fA-F]+ <([^>]+)>:$")
 _C_HDR = re.compile(r"^[\w\s\*]*?\b(\w+)\(.*\):$")
 _LABEL = re.compile(r"^([A-Za-z_.$][\w.$]*):$")
+_RELOC = re.compile(r"^[0-9a-fA-F]+:\s+R_BPF_\w+")
+_BYTES_ONLY = re.compile(r"^(?:[0-9a-fA-F]{2}\s+)*[0-9a-fA-F]{2}$")
 
 
 class _Asm:
@@ -1037,13 +1039,26 @@ class _Asm:
             return
         if "file format" in text or text.startswith("Disassembly of section"):
             return
+        if _RELOC.match(text) or _BYTES_ONLY.match(text):
+            return  # llvm-objdump -r relocation lines, bpftool's "opcodes" byte lines
         hint = None
         m = _PREFIX.match(text)
         if m:
             hint = int(m.group(1), 16) if m.group(1) else None
+            rawhex = m.group(2)
             text = text[m.end():].strip()
             if not text:
                 return  # a continuation line of raw bytes
+            if text == "<unknown>":
+                # llvm-objdump could not decode it; its raw bytes (if shown) still say what it is
+                if not rawhex:
+                    raise AsmError(f"line {lineno}: llvm-objdump printed <unknown> without the "
+                                   f"raw bytes: {raw.strip()!r}")
+                b = bytes.fromhex(rawhex.replace(" ", "").replace("\t", ""))
+                for k in range(0, len(b) - 7, 8):
+                    c, regs, off, imm = struct.unpack_from("<BBhi", b, k)
+                    self.items.append(_Raw(c, regs & 15, regs >> 4, off, imm))
+                return
         else:
             m = _LABEL.match(text) or _C_HDR.match(text)
             if m:

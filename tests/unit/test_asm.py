@@ -377,3 +377,31 @@ def test_insn_properties():
     assert isinstance(asm.decode(i.encode())[0], Insn)
     assert asm.decode(bytearray(asm.exit().encode()))[0] == asm.exit()
     assert R10 == 10
+
+
+def test_assemble_objdump_relocations_and_unknown():
+    # llvm-objdump -d -r adds relocation lines; LLVM 14 prints <unknown> for encodings it
+    # cannot decode, whose raw bytes are then taken as they are.
+    text = """
+       0:	85 10 00 00 ff ff ff ff	call -1
+		0000000000000000:  R_BPF_64_32	.text
+       1:	c3 6a ec ff 40 00 00 00	<unknown>
+       2:	95 00 00 00 00 00 00 00	exit
+"""
+    assert asm.assemble(text) == raw(0x85, 0, 0, 0, -1) + raw(0xC3, 10, 6, -20, 0x40) + \
+        raw(0x95)
+    with pytest.raises(AsmError, match="without the raw bytes"):
+        asm.assemble("       1:\t<unknown>")
+
+
+def test_assemble_bpftool_opcodes_output():
+    text = """
+   0: (18) r1 = 0x123456789
+       18 01 00 00 89 67 45 23 00 00 00 00 01 00 00 00
+   2: (85) call bpf_ktime_get_ns#279088
+       85 00 00 00 30 42 04 00
+   3: (95) exit
+       95 00 00 00 00 00 00 00
+"""
+    assert asm.assemble(text) == bytes.fromhex(
+        "1801000089674523000000000100000085000000304204009500000000000000")
