@@ -13,8 +13,12 @@ import re
 from typing import Any, Iterable, Optional, Union
 
 from . import _bpf
+from . import links as _links
 from ._bpf import BPFError, VerifierError
 from .enums import AttachType, ProgType
+
+# The attach_* methods live in bpf.links (ProgramAttachMixin); bpf.Program mixes them in.
+_AttachMixin: Any = getattr(_links, "ProgramAttachMixin", object)
 
 __all__ = ["Program", "ProgramInfo", "RunResult", "StatsEnabled", "enable_stats"]
 
@@ -212,14 +216,19 @@ def _fd_of(obj: Any, what: str) -> int:
                     f"{type(obj).__name__}")
 
 
-class Program(_bpf.Program):
+class Program(_bpf.Program, _AttachMixin):
     """A BPF program loaded in the kernel, owning one file descriptor.
 
     Build one with :meth:`load` (raw instructions), :meth:`from_fd`, :meth:`from_pin` or
     :meth:`from_id`; ``bpf.Object`` gives the programs of an ELF object.  The program lives in
     the kernel while an fd, a pin or a link holds it.  ``close()`` (or leaving a ``with``
     block) releases this object's fd; an fd never closed triggers a ResourceWarning.
+    The ``attach_*`` methods come from :class:`bpf.links.ProgramAttachMixin`.
     """
+
+    # What load() was told; the kernel's info does not report it, so programs adopted by
+    # fd, pin or id have None (bpf.Object's programs know it from libbpf).
+    expected_attach_type: Optional[Union[AttachType, int]] = None
 
     @classmethod
     def load(cls, prog_type: Union[ProgType, int], insns: Any, license: str = "GPL",
@@ -305,6 +314,8 @@ class Program(_bpf.Program):
                 raise _verifier_error(e.errno or _errno.EINVAL, lines, what) from None
             if log_level and buf is not None:
                 prog._verifier_log = _decode_log(buf)
+            if expected_attach_type:
+                prog.expected_attach_type = _enum(AttachType, int(expected_attach_type))
             return prog
 
     # Class-level default; load(log_level>0) sets it per instance.
@@ -374,6 +385,12 @@ class Program(_bpf.Program):
             data, ctx, repeat if repeat > 1 else 0, data_out_size, ctx_out_size, flags, cpu,
             batch_size)
         return RunResult(retval, dout, duration, cout)
+
+    def dup(self) -> "Program":
+        """Return a new Program owning a duplicate of the fd (same kernel program)."""
+        new = super().dup()
+        new.expected_attach_type = self.expected_attach_type
+        return new  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         if self.closed:

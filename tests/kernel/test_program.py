@@ -496,6 +496,12 @@ def test_expected_attach_type_reaches_the_kernel():
     with bpf.Program.load(bpf.ProgType.CGROUP_SOCK_ADDR, mov(0, 1) + EXIT,
                           expected_attach_type=bpf.AttachType.CGROUP_INET4_CONNECT) as p:
         assert p.type is bpf.ProgType.CGROUP_SOCK_ADDR
+        # The kernel's info does not report it: load() remembers it, dup() keeps it.
+        assert p.expected_attach_type is bpf.AttachType.CGROUP_INET4_CONNECT
+        with p.dup() as d:
+            assert d.expected_attach_type is bpf.AttachType.CGROUP_INET4_CONNECT
+        with bpf.Program.from_id(p.id) as q:
+            assert q.expected_attach_type is None
     with pytest.raises(bpf.BPFError) as ei:
         bpf.Program.load(bpf.ProgType.CGROUP_SOCK_ADDR, mov(0, 1) + EXIT)
     assert ei.value.errno == errno.EINVAL and not isinstance(ei.value, bpf.VerifierError)
