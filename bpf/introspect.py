@@ -81,9 +81,10 @@ class MapInfo:
 
     def open(self) -> Any:
         """Open the map by id: a new :class:`bpf.Map` the caller must close."""
-        from . import maps as _maps
+        import importlib
 
-        cls = getattr(_maps, "Map", None)
+        # bpf.maps is this module's maps() function: take the submodule from sys.modules.
+        cls = getattr(importlib.import_module(".maps", __package__), "Map", None)
         if cls is None:  # pragma: no cover - only before bpf.Map exists
             raise NotImplementedError("bpf.Map is not available in this build")
         return cls.from_id(self.id)

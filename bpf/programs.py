@@ -13,12 +13,13 @@ import re
 from typing import Any, Iterable, Optional, Union
 
 from . import _bpf
-from . import links as _links
+import importlib as _importlib
 from ._bpf import BPFError, VerifierError
 from .enums import AttachType, ProgType
 
 # The attach_* methods live in bpf.links (ProgramAttachMixin); bpf.Program mixes them in.
-_AttachMixin: Any = getattr(_links, "ProgramAttachMixin", object)
+_AttachMixin: Any = getattr(_importlib.import_module(".links", __package__), "ProgramAttachMixin",
+                             object)
 
 __all__ = ["Program", "ProgramInfo", "RunResult", "StatsEnabled", "enable_stats"]
 
