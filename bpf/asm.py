@@ -37,7 +37,7 @@ import dataclasses
 import enum
 import re
 import struct
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, NamedTuple, Optional, Union
 
 __all__ = [
     "Reg", "R0", "R1", "R2", "R3", "R4", "R5", "R6", "R7", "R8", "R9", "R10", "FP",
@@ -225,8 +225,7 @@ def _size(size: Union[int, str]) -> int:
     return _SIZES[size]
 
 
-@dataclasses.dataclass(frozen=True)
-class Insn:
+class Insn(NamedTuple):
     """One instruction: ``code``, ``dst``, ``src``, ``off``, ``imm`` as in ``struct bpf_insn``.
 
     ``ld_imm64`` (code 0x18) spans two slots; ``imm`` holds the first slot's immediate and
@@ -273,7 +272,7 @@ class Insn:
 
 def _format_target(i: Insn) -> str:
     """Text of an instruction whose target is still a label name."""
-    text = _format(dataclasses.replace(i, target=None), None)
+    text = _format(i._replace(target=None), None)
     return re.sub(r"(goto|gotol|may_goto|call) (?:pc)?[+-]?\d+|subprog\[[+-]\d+\]",
                   lambda m: (f"{m.group(1)} {i.target}" if m.group(1) else f"subprog[{i.target}]"),
                   text, count=1)
@@ -695,11 +694,9 @@ def _resolve(items: Iterable[Any]) -> list[Insn]:
             cls, op = it.code & 7, it.code & 0xF0
             if it.wide or (cls == JMP and op == _JMP_OPS["call"]) or \
                     (cls == JMP32 and op == _JMP_OPS["ja"]):
-                it = dataclasses.replace(it, imm=_s32(rel, f"offset to {it.target!r}"),
-                                         target=None)
+                it = it._replace(imm=_s32(rel, f"offset to {it.target!r}"), target=None)
             else:
-                it = dataclasses.replace(it, off=_s16(rel, f"jump to {it.target!r}"),
-                                         target=None)
+                it = it._replace(off=_s16(rel, f"jump to {it.target!r}"), target=None)
         out.append(it)
         pc += it.slots
     return out
@@ -736,6 +733,8 @@ def decode(code: Any) -> list[Insn]:
 
 class _Raw(Insn):
     """An ld_imm64 opcode without its second slot: kept as one raw slot."""
+
+    __slots__ = ()
 
     @property
     def wide(self) -> bool:
@@ -903,7 +902,8 @@ def _format(i: Insn, ctx: Optional[_Ctx]) -> str:
         if imm in _ATOMIC_SYM:
             return f"lock *({u} *){_mem(d, off)} {_ATOMIC_SYM[imm][0]} {r}{s}"
         if imm & ~FETCH in _ATOMIC_SYM:
-            return f"{r}{s} = atomic_fetch_{_ATOMIC_SYM[imm & ~FETCH][1]}(({u} *){_mem(d, off)}, {r}{s})"
+            name = _ATOMIC_SYM[imm & ~FETCH][1]
+            return f"{r}{s} = atomic_fetch_{name}(({u} *){_mem(d, off)}, {r}{s})"
         sfx = "_64" if size == DW else "32_32"
         where = f"r{d} {'-' if off < 0 else '+'} {abs(off)}"
         if imm == XCHG:
@@ -961,7 +961,12 @@ def disassemble(code: Any, *, xlated: bool = False, helper_names: bool = False,
     Encodings that no instruction form describes come out as ``.quad 0x…``; :func:`assemble`
     reads all of it back to the same bytes.
     """
-    insns = list(code) if isinstance(code, (list, tuple)) else decode(code)
+    if isinstance(code, Insn):
+        insns: list[Any] = [code]
+    elif isinstance(code, (list, tuple)):
+        insns = list(code)
+    else:
+        insns = list(decode(code))
     ctx = _Ctx(xlated, helper_names)
     lines = []
     pc = 0
@@ -1020,6 +1025,46 @@ _RELOC = re.compile(r"^[0-9a-fA-F]+:\s+R_BPF_\w+")
 _BYTES_ONLY = re.compile(r"^(?:[0-9a-fA-F]{2}\s+)*[0-9a-fA-F]{2}$")
 
 
+# Instruction patterns, compiled once (assemble() tries them in order on each line).
+_RE_QUAD = re.compile(r"\.quad " + _NUM)
+_RE_GOTO = re.compile(r"(goto|gotol|may_goto) " + _TARGET)
+_RE_IF = re.compile(r"if " + _REG + r" (==|!=|>|>=|<|<=|s>|s>=|s<|s<=|&) (?:" + _REG + r"|" +
+                    _NUM + r") goto " + _TARGET)
+_RE_CALLX = re.compile(r"callx r(\d+)")
+_RE_CALL = re.compile(r"call (.+)")
+_RE_LOCK = re.compile(r"lock \*\((u32|u64) \*\)" + _MEMRE + r" (\+=|\|=|&=|\^=) " + _REG)
+_RE_FETCH = re.compile(_REG + r" = atomic(?:64)?_fetch_(add|or|and|xor)\(\((u32|u64) \*\)" +
+                       _MEMRE + r", " + _REG + r"\)")
+_RE_XCHG_LLVM = re.compile(_REG + r" = (xchg_64|xchg32_32|cmpxchg_64|cmpxchg32_32)\(r(\d+)"
+                           r"(?: ([+-]) (0[xX][0-9a-fA-F]+|\d+))?, " +
+                           r"(?:" + _REG + r", )?" + _REG + r"\)")
+_RE_XCHG_KERNEL = re.compile(_REG + r" = atomic(64)?_(xchg|cmpxchg)\(\((u32|u64) \*\)" + _MEMRE +
+                             r", (?:" + _REG + r", )?" + _REG + r"\)")
+_RE_LOAD_ACQ = re.compile(_REG + r" = load_acquire\(\((u8|u16|u32|u64) \*\)" + _MEMRE + r"\)")
+_RE_STORE_REL = re.compile(r"store_release\(\((u8|u16|u32|u64) \*\)" + _MEMRE + r", " + _REG +
+                           r"\)")
+_RE_STORE = re.compile(r"\*\((u8|u16|u32|u64) \*\)" + _MEMRE + r" = (?:" + _REG + r"|" + _NUM +
+                       r")")
+_RE_LOAD = re.compile(_REG + r" = \*\((u8|u16|u32|u64|s8|s16|s32) \*\)" + _MEMRE)
+_RE_SKB = re.compile(r"r0 = \*\((u8|u16|u32) \*\)skb\[(?:r(\d+)(?: ?([+-]) ?" +
+                     r"(0[xX][0-9a-fA-F]+|\d+))?|" + _NUM + r")\]")
+_RE_LD_PSEUDO = re.compile(r"ld_pseudo r(\d+), ?(\d+), ?" + _NUM + r"(?:, ?" + _NUM + r")?")
+_RE_MAPREF = re.compile(r"r(\d+) = map\[(fd|id|idx):(-?\d+)\](?:\[0\])?(?: ?([+-]) ?(\d+))?")
+_RE_SUBPROG = re.compile(r"r(\d+) = subprog\[" + _TARGET.replace("(?:pc)?", "") + r"\]")
+_RE_IMM64 = re.compile(r"r(\d+) = " + _NUM + r"( ll)?")
+_RE_ENDIAN = re.compile(r"r(\d+) = (be|le|bswap)(16|32|64) r(\d+)")
+_RE_ASCAST = re.compile(r"r(\d+) = addr_space_cast\(r(\d+), ?(\d+), ?(\d+)\)")
+_RE_NEG = re.compile(_REG + r" = -" + _REG)
+_RE_MOVSX = re.compile(_REG + r" = \((s8|s16|s32)\)" + _REG)
+_RE_ALU = re.compile(_REG + r" (=|\+=|-=|\*=|/=|\|=|&=|<<=|>>=|%=|\^=|s>>=|s/=|s%=) (?:" + _REG +
+                     r"|" + _NUM + r")")
+_RE_CALL_PC = re.compile(r"pc([+-]\d+)(?:#(?:off:(-?\d+)|\S*))?")
+_RE_CALL_KFUNC = re.compile(r"kfunc#(-?\d+)(?::(-?\d+))?")
+_RE_CALL_HASH = re.compile(r"[\w.]*#" + _NUM)
+_RE_CALL_NUM = re.compile(_NUM)
+_RE_IDENT = re.compile(r"[A-Za-z_.$][\w.$]*")
+
+
 class _Asm:
     def __init__(self) -> None:
         self.items: list[Any] = []
@@ -1074,18 +1119,19 @@ class _Asm:
     def insn(self, t: str, hint: Optional[int]) -> Any:
         if t == "exit":
             return exit()
-        m = re.fullmatch(r"\.quad " + _NUM, t)
+        # A cheap look at the text picks the patterns worth trying.
+        head = t.split(" ", 1)[0]
+        m = _RE_QUAD.fullmatch(t) if t.startswith(".quad") else None
         if m:
             v = _n(m.group(1)) & ((1 << 64) - 1)
             c, regs, off, imm = struct.unpack("<BBhi", struct.pack("<Q", v))
             return _Raw(c, regs & 15, regs >> 4, off, imm)
-        m = re.fullmatch(r"(goto|gotol|may_goto) " + _TARGET, t)
+        m = _RE_GOTO.fullmatch(t) if head in ("goto", "gotol", "may_goto") else None
         if m:
             off, tg = self.target(m.group(2))
             jf: Any = {"goto": ja, "gotol": gotol, "may_goto": may_goto}[m.group(1)]
             return jf(tg if tg is not None else off)
-        m = re.fullmatch(r"if " + _REG + r" (==|!=|>|>=|<|<=|s>|s>=|s<|s<=|&) (?:" + _REG +
-                         r"|" + _NUM + r") goto " + _TARGET, t)
+        m = _RE_IF.fullmatch(t) if head == "if" else None
         if m:
             cls = JMP if m.group(1) == "r" else JMP32
             d = _r(m, 2)
@@ -1098,75 +1144,68 @@ class _Asm:
             return Insn(cls | op | K, d, 0, _s16(off, "jump offset"), _s32(_n(m.group(6)),
                                                                            "immediate"),
                         target=tg)
-        m = re.fullmatch(r"callx r(\d+)", t)
+        m = _RE_CALLX.fullmatch(t) if head == "callx" else None
         if m:
             return callx(Reg(_r(m, 1)))
-        m = re.fullmatch(r"call (.+)", t)
+        m = _RE_CALL.fullmatch(t) if head == "call" else None
         if m:
             return self.call(m.group(1))
-        m = re.fullmatch(r"lock \*\((u32|u64) \*\)" + _MEMRE + r" (\+=|\|=|&=|\^=) " + _REG, t)
+        m = _RE_LOCK.fullmatch(t) if head == "lock" else None
         if m:
             op = {"+=": 0x00, "|=": 0x40, "&=": 0x50, "^=": 0xA0}[m.group(5)]
             return Insn(STX | ATOMIC | _SZ[m.group(1)], _r(m, 2), _r(m, 7),
                         _s16(_off(m.group(3), m.group(4)), "offset"), op)
-        m = re.fullmatch(_REG + r" = atomic(?:64)?_fetch_(add|or|and|xor)\(\((u32|u64) \*\)" +
-                         _MEMRE + r", " + _REG + r"\)", t)
+        m = _RE_FETCH.fullmatch(t) if "_fetch_" in t else None
         if m:
             if _r(m, 2) != _r(m, 9):
                 raise AsmError("atomic_fetch_* returns into its source register")
             op = {"add": 0x00, "or": 0x40, "and": 0x50, "xor": 0xA0}[m.group(3)] | FETCH
             return Insn(STX | ATOMIC | _SZ[m.group(4)], _r(m, 5), _r(m, 9),
                         _s16(_off(m.group(6), m.group(7)), "offset"), op)
-        m = re.fullmatch(_REG + r" = (xchg_64|xchg32_32|cmpxchg_64|cmpxchg32_32)\(r(\d+)"
-                         r"(?: ([+-]) (0[xX][0-9a-fA-F]+|\d+))?, " + r"(?:" + _REG + r", )?" +
-                         _REG + r"\)", t)
+        m = _RE_XCHG_LLVM.fullmatch(t) if "xchg" in t else None
         if m:
             size = DW if m.group(3).endswith("_64") else W
             off = _s16(_off(m.group(5), m.group(6)), "offset")
             if m.group(3).startswith("xchg"):
                 return Insn(STX | ATOMIC | size, _r(m, 4), _r(m, 10), off, XCHG)
             return Insn(STX | ATOMIC | size, _r(m, 4), _r(m, 10), off, CMPXCHG)
-        m = re.fullmatch(_REG + r" = atomic(64)?_(xchg|cmpxchg)\(\((u32|u64) \*\)" + _MEMRE +
-                         r", (?:" + _REG + r", )?" + _REG + r"\)", t)
+        m = _RE_XCHG_KERNEL.fullmatch(t) if "xchg" in t else None
         if m:
             off = _s16(_off(m.group(7), m.group(8)), "offset")
             op = XCHG if m.group(4) == "xchg" else CMPXCHG
             return Insn(STX | ATOMIC | _SZ[m.group(5)], _r(m, 6), _r(m, 12), off, op)
-        m = re.fullmatch(_REG + r" = load_acquire\(\((u8|u16|u32|u64) \*\)" + _MEMRE + r"\)", t)
+        m = _RE_LOAD_ACQ.fullmatch(t) if "load_acquire" in t else None
         if m:
             return Insn(STX | ATOMIC | _SZ[m.group(3)], _r(m, 2), _r(m, 4),
                         _s16(_off(m.group(5), m.group(6)), "offset"), LOAD_ACQ)
-        m = re.fullmatch(r"store_release\(\((u8|u16|u32|u64) \*\)" + _MEMRE + r", " + _REG +
-                         r"\)", t)
+        m = _RE_STORE_REL.fullmatch(t) if head.startswith("store_release") else None
         if m:
             return Insn(STX | ATOMIC | _SZ[m.group(1)], _r(m, 2), _r(m, 6),
                         _s16(_off(m.group(3), m.group(4)), "offset"), STORE_REL)
-        m = re.fullmatch(r"\*\((u8|u16|u32|u64) \*\)" + _MEMRE + r" = (?:" + _REG + r"|" +
-                         _NUM + r")", t)
+        m = _RE_STORE.fullmatch(t) if t.startswith("*(") else None
         if m:
             sz, off = _SZ[m.group(1)], _s16(_off(m.group(3), m.group(4)), "offset")
             if m.group(5):
                 return Insn(STX | MEM | sz, _r(m, 2), _r(m, 6), off, 0)
             return Insn(ST | MEM | sz, _r(m, 2), 0, off, _s32(_n(m.group(7)), "value"))
-        m = re.fullmatch(_REG + r" = \*\((u8|u16|u32|u64|s8|s16|s32) \*\)" + _MEMRE, t)
+        m = _RE_LOAD.fullmatch(t) if " = *(" in t else None
         if m:
             mode = MEMSX if m.group(3).startswith("s") else MEM
             return Insn(LDX | mode | _SZ[m.group(3)], _r(m, 2), _r(m, 4),
                         _s16(_off(m.group(5), m.group(6)), "offset"), 0)
-        m = re.fullmatch(r"r0 = \*\((u8|u16|u32) \*\)skb\[(?:r(\d+)(?: ?([+-]) ?" +
-                         r"(0[xX][0-9a-fA-F]+|\d+))?|" + _NUM + r")\]", t)
+        m = _RE_SKB.fullmatch(t) if "skb[" in t else None
         if m:
             sz = _SZ[m.group(1)]
             if m.group(2) is not None:
                 return Insn(LD | IND | sz, 0, _r(m, 2), 0, _s32(_off(m.group(3), m.group(4)),
                                                                 "offset"))
             return Insn(LD | ABS | sz, 0, 0, 0, _s32(_n(m.group(5)), "offset"))
-        m = re.fullmatch(r"ld_pseudo r(\d+), ?(\d+), ?" + _NUM + r"(?:, ?" + _NUM + r")?", t)
+        m = _RE_LD_PSEUDO.fullmatch(t) if head == "ld_pseudo" else None
         if m:
             v2 = _n(m.group(4)) if m.group(4) else 0
             return Insn(LD | IMM | DW, _r(m, 1), int(m.group(2)), 0, _s32(_n(m.group(3)), "imm"),
                         _s32(v2, "imm"))
-        m = re.fullmatch(r"r(\d+) = map\[(fd|id|idx):(-?\d+)\](?:\[0\])?(?: ?([+-]) ?(\d+))?", t)
+        m = _RE_MAPREF.fullmatch(t) if "map[" in t else None
         if m:
             kind, v = m.group(2), int(m.group(3))
             has_off = m.group(4) is not None or "[0]" in t
@@ -1176,34 +1215,33 @@ class _Asm:
             else:
                 src = PSEUDO_MAP_VALUE if has_off else PSEUDO_MAP_FD
             return Insn(LD | IMM | DW, _r(m, 1), src, 0, _s32(v, "map"), _s32(off, "offset"))
-        m = re.fullmatch(r"r(\d+) = subprog\[" + _TARGET.replace("(?:pc)?", "") + r"\]", t)
+        m = _RE_SUBPROG.fullmatch(t) if "subprog[" in t else None
         if m:
             off, tg = self.target(m.group(2))
             return ld_func(Reg(_r(m, 1)), tg if tg is not None else off)
-        m = re.fullmatch(r"r(\d+) = " + _NUM + r"( ll)?", t)
+        m = _RE_IMM64.fullmatch(t)
         if m and (m.group(3) or hint == (LD | IMM | DW)):
             return ld_imm64(Reg(_r(m, 1)), _n(m.group(2)))
-        m = re.fullmatch(r"r(\d+) = (be|le|bswap)(16|32|64) r(\d+)", t)
+        m = _RE_ENDIAN.fullmatch(t) if ("be" in t or "le" in t or "bswap" in t) else None
         if m:
             if m.group(1) != m.group(4):
                 raise AsmError("a byte swap works in place (rN = be16 rN)")
             swap: Any = {"be": be, "le": le, "bswap": bswap}[m.group(2)]
             return swap(Reg(_r(m, 1)), int(m.group(3)))
-        m = re.fullmatch(r"r(\d+) = addr_space_cast\(r(\d+), ?(\d+), ?(\d+)\)", t)
+        m = _RE_ASCAST.fullmatch(t) if "addr_space_cast" in t else None
         if m:
             return addr_space_cast(Reg(_r(m, 1)), Reg(_r(m, 2)), int(m.group(3)),
                                    int(m.group(4)))
-        m = re.fullmatch(_REG + r" = -" + _REG, t)
+        m = _RE_NEG.fullmatch(t) if " = -" in t else None
         if m:
             if m.group(1) != m.group(3) or m.group(2) != m.group(4):
                 raise AsmError("negation works in place (r1 = -r1)")
             return (neg if m.group(1) == "r" else neg32)(Reg(_r(m, 2)))
-        m = re.fullmatch(_REG + r" = \((s8|s16|s32)\)" + _REG, t)
+        m = _RE_MOVSX.fullmatch(t) if " = (s" in t else None
         if m:
             sx: Any = movsx if m.group(1) == "r" else movsx32
             return sx(Reg(_r(m, 2)), Reg(_r(m, 5)), int(m.group(3)[1:]))
-        m = re.fullmatch(_REG + r" (=|\+=|-=|\*=|/=|\|=|&=|<<=|>>=|%=|\^=|s>>=|s/=|s%=) (?:" +
-                         _REG + r"|" + _NUM + r")", t)
+        m = _RE_ALU.fullmatch(t)
         if m:
             cls = ALU64 if m.group(1) == "r" else ALU
             sym = m.group(3)
@@ -1225,20 +1263,20 @@ class _Asm:
         return 0, s
 
     def call(self, s: str) -> Insn:
-        m = re.fullmatch(r"pc([+-]\d+)(?:#(?:off:(-?\d+)|\S*))?", s)
+        m = _RE_CALL_PC.fullmatch(s)
         if m:
             c = call_local(int(m.group(1)))
-            return dataclasses.replace(c, off=_s16(int(m.group(2) or 0), "offset"))
-        m = re.fullmatch(r"kfunc#(-?\d+)(?::(-?\d+))?", s)
+            return c._replace(off=_s16(int(m.group(2) or 0), "offset"))
+        m = _RE_CALL_KFUNC.fullmatch(s)
         if m:
             return call_kfunc(int(m.group(1)), int(m.group(2) or 0))
-        m = re.fullmatch(r"[\w.]*#" + _NUM, s)
+        m = _RE_CALL_HASH.fullmatch(s)
         if m:
             return Insn(JMP | _JMP_OPS["call"], 0, 0, 0, _s32(_n(m.group(1)), "helper id"))
-        m = re.fullmatch(_NUM, s)
+        m = _RE_CALL_NUM.fullmatch(s)
         if m:
             return Insn(JMP | _JMP_OPS["call"], 0, 0, 0, _s32(_n(m.group(1)), "helper id"))
-        if re.fullmatch(r"[A-Za-z_.$][\w.$]*", s):
+        if _RE_IDENT.fullmatch(s):
             return Insn(JMP | _JMP_OPS["call"], 0, 0, 0, 0, target="call:" + s)
         raise AsmError(f"bad call target {s!r}")
 
