@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import errno as _errno
+import importlib as _importlib
 import os
 import re
 from typing import Any, Iterable, Optional, Union
 
 from . import _bpf
-import importlib as _importlib
 from ._bpf import BPFError, VerifierError
 from .enums import AttachType, ProgType
 
@@ -22,8 +22,6 @@ _AttachMixin: Any = getattr(_importlib.import_module(".links", __package__), "Pr
                              object)
 
 __all__ = ["Program", "ProgramInfo", "RunResult", "StatsEnabled", "enable_stats"]
-
-_PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
 
 # Kernel limits on the verifier log buffer (kernels < 6.4 accept at most UINT32_MAX >> 8).
 _LOG_START = 1 << 18
