@@ -196,9 +196,9 @@ def _insns_bytes(insns: Any) -> Any:
     except TypeError:
         pass
     if isinstance(insns, Iterable):
-        from .asm import assemble_insns
+        from .asm import Insn, assemble_insns
 
-        return assemble_insns(list(insns))
+        return assemble_insns([insns] if isinstance(insns, Insn) else list(insns))
     raise TypeError(f"insns must be bytes-like, assembler text or a list of bpf.asm "
                     f"instructions, not {type(insns).__name__}")
 
@@ -276,6 +276,8 @@ class Program(_bpf.Program, _AttachMixin):
             raise TypeError(f"license must be a str, not {type(license).__name__}")
         if log_level < 0 or log_level > 0xFFFF:
             raise ValueError(f"log_level must be a small non-negative int, got {log_level}")
+        if log_size is not None and not 128 <= log_size <= _LOG_MAX:
+            raise ValueError(f"log_size must be in 128..{_LOG_MAX}, got {log_size}")
         kw: dict[str, Any] = dict(
             name=name, expected_attach_type=int(expected_attach_type),
             attach_btf_id=attach_btf_id,

@@ -510,3 +510,10 @@ def test_expected_attach_type_reaches_the_kernel():
 def test_attach_prog_argument_types():
     with pytest.raises(TypeError, match="attach_prog"):
         bpf.Program.load(bpf.ProgType.EXT, RET2, attach_prog="nope")
+
+
+def test_log_arguments_validated():
+    with pytest.raises(ValueError, match="log_size"):
+        bpf.Program.load(bpf.ProgType.SOCKET_FILTER, RET2, log_level=1, log_size=16)
+    with pytest.raises(ValueError, match="log_level"):
+        bpf.Program.load(bpf.ProgType.SOCKET_FILTER, RET2, log_level=-1)
