@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import ctypes
-import os
-import struct
-
 import pytest
 
 import bpf
 from bpf import asm, introspect
 from bpf.asm import FP, R0, R1, R2
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 
-
-def map_fd(key: int = 4, value: int = 8, entries: int = 4, name: bytes = b"") -> int:
-    """An array map created with a bare bpf(BPF_MAP_CREATE), independent of bpf.Map."""
-    attr = bytearray(128)
-    struct.pack_into("<IIIII", attr, 0, 2, key, value, entries, 0)
-    attr[28:28 + len(name)] = name  # map_name follows map_type ... inner_map_fd, numa_node
-    buf = (ctypes.c_char * len(attr)).from_buffer(attr)
-    fd = _libc.syscall(_NR_BPF, 0, buf, len(attr))
-    if fd < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return fd
+def array_map(value: int = 8, entries: int = 4, name: str | None = None) -> bpf.Map:
+    return bpf.Map.create(bpf.MapType.ARRAY, key_size=4, value_size=value, max_entries=entries,
+                          name=name)
 
 
 def test_programs_finds_loaded_program():
@@ -50,34 +35,29 @@ def test_ids_are_increasing_and_unique():
 
 
 def test_program_info_lists_its_maps():
-    fd = map_fd()
-    try:
+    with array_map() as m:
         code = asm.assemble_insns([
-            asm.stw(FP, -4, 0), asm.mov(R2, FP), asm.add(R2, -4), asm.ld_map_fd(R1, fd),
+            asm.stw(FP, -4, 0), asm.mov(R2, FP), asm.add(R2, -4), asm.ld_map_fd(R1, m),
             asm.call("map_lookup_elem"), asm.mov(R0, 0), asm.exit()])
         with bpf.Program.load(bpf.ProgType.SOCKET_FILTER, code) as p:
-            minfo = [m for m in bpf.maps() if m.id in p.map_ids]
-            assert len(minfo) == 1 and len(p.map_ids) == 1
+            assert p.map_ids == (m.id,)
+            minfo = [i for i in bpf.maps() if i.id in p.map_ids]
+            assert len(minfo) == 1
             prog_info = next(i for i in bpf.programs() if i.id == p.id)
             assert prog_info.map_ids == p.map_ids
-    finally:
-        os.close(fd)
 
 
 def test_maps_finds_created_map():
-    fd = map_fd(key=4, value=16, entries=7, name=b"walk_me")
-    try:
-        found = [m for m in bpf.maps() if m.name == "walk_me" and m.max_entries == 7]
+    with array_map(value=16, entries=7, name="walk_me") as created:
+        found = [m for m in bpf.maps() if m.id == created.id]
         assert len(found) == 1
         m = found[0]
         assert isinstance(m, bpf.MapInfo)
+        assert m.name == "walk_me" and m.max_entries == 7
         assert m.type is bpf.MapType.ARRAY and (m.key_size, m.value_size) == (4, 16)
         assert m.flags == 0
-        if hasattr(bpf, "Map"):
-            with m.open() as live:
-                assert live.id == m.id
-    finally:
-        os.close(fd)
+        with m.open() as live:
+            assert isinstance(live, bpf.Map) and live.id == m.id and live.fd != created.fd
     assert m.id not in {x.id for x in bpf.maps()}
 
 
@@ -94,9 +74,9 @@ def test_walk_skips_ids_that_vanish(monkeypatch):
 
 
 def test_dead_map_id_gives_none():
-    fd = map_fd(name=b"short_lived")
-    mid = next(m.id for m in bpf.maps() if m.name == "short_lived")
-    os.close(fd)
+    m = array_map()
+    mid = m.id
+    m.close()
     # Map freeing is deferred to a work queue: wait for the id to go away.
     import time
 
@@ -114,21 +94,14 @@ def test_next_id_argument_checks():
 
 
 def test_fd_array_map_references():
-    fd = map_fd(name=b"by_index")
-    try:
+    import array
+
+    with array_map() as m:
         code = asm.assemble_insns([
             asm.stw(FP, -4, 0), asm.mov(R2, FP), asm.add(R2, -4), asm.ld_map_idx(R1, 0),
             asm.call("map_lookup_elem"), asm.mov(R0, 0), asm.exit()])
-        mid = next(m.id for m in bpf.maps() if m.name == "by_index")
-
-        class HasFileno:
-            def fileno(self) -> int:
-                return fd
-
-        for arr in ([fd], [HasFileno()]):
+        for arr in ([m], [m.fd], array.array("i", [m.fd])):
             with bpf.Program.load(bpf.ProgType.SOCKET_FILTER, code, fd_array=arr) as p:
-                assert p.map_ids == (mid,)
+                assert p.map_ids == (m.id,)
         with pytest.raises(TypeError, match="fd_array item"):
             bpf.Program.load(bpf.ProgType.SOCKET_FILTER, code, fd_array=["x"])
-    finally:
-        os.close(fd)

@@ -254,3 +254,30 @@ def test_xlated_helper_calls_resolve_through_kallsyms():
         assert asm.assemble(text) == x
         # Without xlated=True the kernel's address offset is not a helper id.
         assert asm.disassemble(x).splitlines()[0] == f"call {asm.decode(x)[0].imm}"
+
+
+def test_map_references_with_bpf_map():
+    # A per-verdict counter through bpf_map_lookup_elem (ld_map_fd) and a global-variable
+    # style counter through a direct value reference (ld_map_value).
+    with bpf.Map.create(bpf.MapType.ARRAY, key_size=4, value_size=8, max_entries=4) as m, \
+            bpf.Map.create(bpf.MapType.ARRAY, key_size=4, value_size=8, max_entries=1) as g:
+        code = asm.assemble_insns([
+            asm.ld_map_value(R6, g, 0), asm.mov(R7, 1), asm.atomic_add(8, R6, 0, R7),
+            asm.stw(FP, -4, XDP_PASS),
+            asm.mov(R2, FP), asm.add(R2, -4), asm.ld_map_fd(R1, m),
+            asm.call("map_lookup_elem"),
+            asm.jeq(R0, 0, "out"),
+            asm.mov(R1, 1), asm.atomic_add(8, R0, 0, R1),
+            asm.label("out"),
+            asm.mov(R0, XDP_PASS),
+            asm.exit(),
+        ])
+        with bpf.Program.load(bpf.ProgType.XDP, code, name="count") as p:
+            assert set(p.map_ids) == {m.id, g.id}
+            p.test_run(eth(0x0800, b"\x00" * 20), repeat=7)
+            x = p.xlated()
+            text = asm.disassemble(x, xlated=True)
+            assert f"r6 = map[id:{g.id}][0]+0" in text
+            assert asm.assemble(text) == x
+        assert struct.unpack("<Q", m.lookup(struct.pack("<I", XDP_PASS))) == (7,)
+        assert struct.unpack("<Q", g.lookup(bytes(4))) == (7,)
