@@ -562,6 +562,12 @@ class Object(_bpf.Object):
         with _libbpf_messages() as cap:
             try:
                 super().load(log_level=log_level, log_size=log_size)
+            except VerifierError as e:
+                # the same .reason / .insn as Program.load's VerifierError
+                from .programs import _summarize
+
+                e.reason, e.insn = _summarize(e.log)[:2]
+                raise
             except BPFError as e:
                 _augment(e, cap)
                 raise

@@ -21,12 +21,6 @@ ZERO = struct.pack("I", 0)
 SKB_LEN = len(PKT) - 14  # a socket filter sees the packet after the Ethernet header
 
 
-def needs_live() -> None:
-    # Transitional: bpf.Map / bpf.Program are written on other branches; once merged this
-    # never skips.
-    if not hasattr(bpf, "Map") or not hasattr(bpf, "Program"):
-        pytest.skip("bpf.Map/bpf.Program not merged into this branch yet")
-
 
 def u64(raw: bytes | None) -> int:
     assert raw is not None
@@ -34,7 +28,6 @@ def u64(raw: bytes | None) -> int:
 
 
 def test_def20_maps_programs_and_text_subprogram():
-    needs_live()
     with bpf.legacy.load_elf(DEF20) as obj:
         assert obj.license == "GPL"
         assert set(obj.maps) == {"counters", "lengths"}
@@ -71,7 +64,6 @@ def test_def20_maps_programs_and_text_subprogram():
 
 
 def test_def28_pinning_and_map_in_map(bpffs):
-    needs_live()
     pin = os.path.join(bpffs, "shared")
     with bpf.legacy.load_elf(DEF28, pin_path=bpffs) as obj:
         assert set(obj.maps) == {"inner_tmpl", "outer", "shared"}
@@ -95,7 +87,6 @@ def test_def28_pinning_and_map_in_map(bpffs):
 
 
 def test_def28_incompatible_pin_and_missing_pin_path(bpffs):
-    needs_live()
     with pytest.raises(ValueError, match="no pin_path"):
         bpf.legacy.load_elf(DEF28)
     pin = os.path.join(bpffs, "shared")
@@ -128,7 +119,6 @@ def test_bad_files(tmp_path):
         bpf.legacy.load_elf(sys.executable)
     with pytest.raises(FileNotFoundError):
         bpf.legacy.load_elf(tmp_path / "missing.o")
-    needs_live()
     data = pathlib.Path(DEF20).read_bytes()
     for cut in (64, 300, len(data) // 2, len(data) - 8):
         p.write_bytes(data[:cut])
@@ -137,7 +127,6 @@ def test_bad_files(tmp_path):
 
 
 def test_corrupted_files_never_crash(tmp_path):
-    needs_live()
     data = pathlib.Path(DEF20).read_bytes()
     rnd = random.Random(99)
     p = tmp_path / "c.o"

@@ -22,12 +22,6 @@ def obj_path(name: str) -> str:
     return str(BPF_DIR / f"{name}.bpf.o")
 
 
-def needs_live() -> None:
-    # Transitional: bpf.Map / bpf.Program are written on other branches; once merged this
-    # never skips.
-    if not hasattr(bpf, "Map") or not hasattr(bpf, "Program"):
-        pytest.skip("bpf.Map/bpf.Program not merged into this branch yet")
-
 
 # ---- open, close, spec views -------------------------------------------------------------
 
@@ -107,7 +101,6 @@ def test_program_specs_before_load():
 
 
 def test_spec_setters_after_load_raise_busy():
-    needs_live()
     obj = bpf.Object.open(obj_path("pinned"))
     with obj:
         spec = obj.maps["private_counts"]
@@ -127,7 +120,6 @@ def test_spec_setters_after_load_raise_busy():
 # ---- load, live maps and programs ----------------------------------------------------------
 
 def test_live_maps_programs(bpffs):
-    needs_live()
     with bpf.Object.open(obj_path("pinned"), pin_root=bpffs) as obj:
         obj.maps["private_counts"].max_entries = 123
         obj.load()
@@ -155,7 +147,6 @@ def test_live_maps_programs(bpffs):
 
 
 def test_pin_by_name_reuses_the_pinned_map(bpffs):
-    needs_live()
     path = os.path.join(bpffs, "pinned_counts")
     with bpf.Object.open(obj_path("pinned"), pin_root=bpffs) as a:
         assert a.maps["pinned_counts"].pin_path == path
@@ -183,7 +174,6 @@ def test_pin_by_name_reuses_the_pinned_map(bpffs):
 
 
 def test_reuse_takes_the_given_map_and_incompatible_pins_fail(bpffs):
-    needs_live()
     # libbpf renames the spec after the reused map's kernel name: keep the same name
     with bpf.Map.create(bpf.MapType.ARRAY, 4, 8, 9, name="pinned_counts") as other:
         with bpf.Object.open(obj_path("pinned")) as obj:
@@ -202,7 +192,6 @@ def test_reuse_takes_the_given_map_and_incompatible_pins_fail(bpffs):
 
 
 def test_autocreate_off_leaves_map_out():
-    needs_live()
     with bpf.Object.open(obj_path("tailcall")) as obj:
         obj.programs["entry"].autoload = False
         obj.maps["jump_table"].autocreate = False
@@ -216,7 +205,6 @@ def test_autocreate_off_leaves_map_out():
 
 
 def test_map_in_map_inner_specs():
-    needs_live()
     with bpf.Object.open(obj_path("map_in_map")) as obj:
         inner = obj.maps["outer"].inner
         assert inner is not None and inner.name == "outer.inner"
@@ -291,7 +279,6 @@ def test_globals_before_load():
 
 
 def test_globals_both_ways_through_the_program():
-    needs_live()
     with bpf.Object.open(obj_path("globals")) as obj:
         g = obj.globals
         g["ro_int"] = 4  # .rodata: before load only
@@ -326,7 +313,6 @@ def test_globals_both_ways_through_the_program():
 
 
 def test_globals_from_another_thread_after_load():
-    needs_live()
     with bpf.Object.load_file(obj_path("globals")) as obj:
         results = []
 
@@ -365,7 +351,6 @@ def test_close_racing_load_in_another_thread():
 
 @pytest.mark.parametrize("btf_path", [None, "/sys/kernel/btf/vmlinux"])
 def test_core_reads_the_current_task(btf_path):
-    needs_live()
     with bpf.Object.open(obj_path("core"), btf_path=btf_path) as obj:
         obj.load()
         obj.programs["read_task"].test_run(PKT)
@@ -401,6 +386,8 @@ def test_verifier_error_names_program_instruction_and_reason():
     assert isinstance(e.log, list) and all(isinstance(x, str) for x in e.log)
     assert any("invalid mem access" in line for line in e.log)
     assert e.log[-1].startswith("processed ")
+    assert e.reason == "R0 invalid mem access 'map_value_or_null'"
+    assert e.insn == 7
 
 
 def test_failed_load_cannot_be_retried_and_load_file_cleans_up():
@@ -414,7 +401,6 @@ def test_failed_load_cannot_be_retried_and_load_file_cleans_up():
 
 
 def test_autoload_off_skips_the_bad_program():
-    needs_live()
     with bpf.Object.open(obj_path("verifier_fail")) as obj:
         obj.programs["bad_deref"].autoload = False
         obj.load()
@@ -434,7 +420,6 @@ def test_verbose_log_level_loads():
 # ---- tail calls ------------------------------------------------------------------------------
 
 def test_tail_calls_through_program_arrays():
-    needs_live()
     with bpf.Object.load_file(obj_path("tailcall")) as obj:
         entry = obj.programs["entry"]
         table = obj.maps["jump_table"]
