@@ -28,18 +28,20 @@ from .events import *  # noqa: F401,F403
 from .btf import *  # noqa: F401,F403
 from .typed import *  # noqa: F401,F403
 from .introspect import *  # noqa: F401,F403
+from .objects import *  # noqa: F401,F403
+from . import legacy  # noqa: F401
 from . import features  # noqa: F401
 
 __version__ = "0.1.0"
 
-from . import maps as _maps, codecs as _codecs, programs as _programs  # noqa: E402
+# bpf.maps(), bpf.programs() (bpf.introspect) and bpf.links() (bpf.links) shadow the
+# submodules of the same names.
+_maps, _programs, _links = (__import__("sys").modules[f"{__name__}.{_m}"]
+                            for _m in ("maps", "programs", "links"))
+from . import codecs as _codecs  # noqa: E402
 from . import events as _events, btf as _btf  # noqa: E402
-import sys as _sys  # noqa: E402
-
-# `bpf.links` is the function bpf.links() (it shadows the submodule's attribute name), so the
-# module itself is taken from sys.modules.
-_links = _sys.modules[__name__ + ".links"]
 from . import typed as _typed, introspect as _introspect  # noqa: E402
+from . import objects as _objects  # noqa: E402
 
 __all__ = [
     "__version__", "enable_libbpf_debug", "libbpf_version", "possible_cpus", "kernel_release",
@@ -47,5 +49,5 @@ __all__ = [
     "NotSupportedError", "VerifierError",
     "AttachType", "LinkType", "MapFlags", "MapType", "ProgType", "UpdateFlags", "features",
     *_maps.__all__, *_codecs.__all__, *_programs.__all__, *_links.__all__, *_events.__all__,
-    *_btf.__all__, *_typed.__all__, *_introspect.__all__,
+    *_btf.__all__, *_typed.__all__, *_introspect.__all__, *_objects.__all__, "legacy",
 ]
