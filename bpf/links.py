@@ -674,6 +674,49 @@ def _kernel_functions(pattern: str) -> list[str]:
     return names
 
 
+# Attach types implied by section names (libbpf's conventions) for the hooks whose attach
+# type the program itself does not tell a Program opened from an fd.
+_SECTION_ATTACH_TYPES = {
+    "cgroup_skb/ingress": AttachType.CGROUP_INET_INGRESS,
+    "cgroup_skb/egress": AttachType.CGROUP_INET_EGRESS,
+    "cgroup/sock": AttachType.CGROUP_INET_SOCK_CREATE,
+    "cgroup/sock_create": AttachType.CGROUP_INET_SOCK_CREATE,
+    "cgroup/sock_release": AttachType.CGROUP_INET_SOCK_RELEASE,
+    "cgroup/post_bind4": AttachType.CGROUP_INET4_POST_BIND,
+    "cgroup/post_bind6": AttachType.CGROUP_INET6_POST_BIND,
+    "cgroup/bind4": AttachType.CGROUP_INET4_BIND,
+    "cgroup/bind6": AttachType.CGROUP_INET6_BIND,
+    "cgroup/connect4": AttachType.CGROUP_INET4_CONNECT,
+    "cgroup/connect6": AttachType.CGROUP_INET6_CONNECT,
+    "cgroup/connect_unix": AttachType.CGROUP_UNIX_CONNECT,
+    "cgroup/sendmsg4": AttachType.CGROUP_UDP4_SENDMSG,
+    "cgroup/sendmsg6": AttachType.CGROUP_UDP6_SENDMSG,
+    "cgroup/sendmsg_unix": AttachType.CGROUP_UNIX_SENDMSG,
+    "cgroup/recvmsg4": AttachType.CGROUP_UDP4_RECVMSG,
+    "cgroup/recvmsg6": AttachType.CGROUP_UDP6_RECVMSG,
+    "cgroup/recvmsg_unix": AttachType.CGROUP_UNIX_RECVMSG,
+    "cgroup/getpeername4": AttachType.CGROUP_INET4_GETPEERNAME,
+    "cgroup/getpeername6": AttachType.CGROUP_INET6_GETPEERNAME,
+    "cgroup/getpeername_unix": AttachType.CGROUP_UNIX_GETPEERNAME,
+    "cgroup/getsockname4": AttachType.CGROUP_INET4_GETSOCKNAME,
+    "cgroup/getsockname6": AttachType.CGROUP_INET6_GETSOCKNAME,
+    "cgroup/getsockname_unix": AttachType.CGROUP_UNIX_GETSOCKNAME,
+    "cgroup/sysctl": AttachType.CGROUP_SYSCTL,
+    "cgroup/getsockopt": AttachType.CGROUP_GETSOCKOPT,
+    "cgroup/setsockopt": AttachType.CGROUP_SETSOCKOPT,
+    "cgroup/dev": AttachType.CGROUP_DEVICE,
+    "sockops": AttachType.CGROUP_SOCK_OPS,
+    "sk_msg": AttachType.SK_MSG_VERDICT,
+    "sk_skb/stream_parser": AttachType.SK_SKB_STREAM_PARSER,
+    "sk_skb/stream_verdict": AttachType.SK_SKB_STREAM_VERDICT,
+    "sk_skb/verdict": AttachType.SK_SKB_VERDICT,
+    "tcx/ingress": AttachType.TCX_INGRESS,
+    "tcx/egress": AttachType.TCX_EGRESS,
+    "tc/ingress": AttachType.TCX_INGRESS,
+    "tc/egress": AttachType.TCX_EGRESS,
+}
+
+
 @functools.lru_cache(maxsize=1)
 def _kprobes_in_kernel() -> bool:
     """Whether the kernel was built with kprobes (its register_kprobe symbol exists)."""
@@ -749,10 +792,15 @@ class ProgramAttachMixin:
         except ValueError:
             return None
 
+    def _section(self) -> str | None:
+        sec = getattr(self, "section_name", None) or getattr(self, "section", None)
+        return sec if isinstance(sec, str) else None
+
     def _eat(self) -> AttachType | None:
         t = getattr(self, "expected_attach_type", None)
-        if t is None:
-            return None
+        if t is None or t == 0:
+            sec = self._section()
+            return _SECTION_ATTACH_TYPES.get(sec) if sec else None
         try:
             return AttachType(t)
         except ValueError:
@@ -818,19 +866,25 @@ class ProgramAttachMixin:
             return self.attach_iter()
         if kind in ("sk_lookup", "flow_dissector"):
             return self.attach_netns()
+        hint = {"xdp": "attach_xdp(iface)", "tcx": "attach_tc(iface, direction)",
+                "tc": "attach_tc(iface, direction)", "classifier": "attach_tc(iface, ...)",
+                "cgroup": "attach_cgroup(path)", "cgroup_skb": "attach_cgroup(path)",
+                "sockops": "attach_cgroup(path)", "perf_event": "attach_perf_event(event)",
+                "socket": "attach_socket(sock)", "sk_msg": "attach_sockmap(map)",
+                "sk_skb": "attach_sockmap(map)", "netfilter": "attach_netfilter(...)",
+                "uprobe": "attach_uprobe(binary, symbol)",
+                "uretprobe": "attach_uprobe(binary, symbol, retprobe=True)",
+                "kprobe": "attach_kprobe(function)", "kretprobe": "attach_kprobe(function, "
+                "retprobe=True)", "tracepoint": "attach_tracepoint(category, name)",
+                "usdt": "attach_usdt(binary, provider, name)"}
+        meth = hint.get(kind) or hint.get(base)
+        if meth and (base not in ("kprobe", "kretprobe", "uprobe", "uretprobe", "tracepoint",
+                                  "usdt") or not rest):
+            raise ValueError(f"section {sec!r} does not say where to attach: call "
+                             f"prog.{meth}")
         link = self._libbpf_attach("auto")
         if link is not None:
             return link
-        hint = {"xdp": "attach_xdp(iface)", "tc": "attach_tc(iface, direction)",
-                "tcx": "attach_tc(iface, direction)", "classifier": "attach_tc(iface, ...)",
-                "cgroup": "attach_cgroup(path)", "cgroup_skb": "attach_cgroup(path, type)",
-                "sockops": "attach_cgroup(path)", "perf_event": "attach_perf_event(event)",
-                "socket": "attach_socket(sock)", "sk_msg": "attach_sockmap(map)",
-                "sk_skb": "attach_sockmap(map)", "netfilter": "attach_netfilter(...)"}
-        for prefix, meth in hint.items():
-            if kind.startswith(prefix):
-                raise ValueError(f"section {sec!r} does not say where to attach: call "
-                                 f"prog.{meth}")
         raise ValueError(f"cannot attach from section {sec!r}: use an attach_* method")
 
     # -- XDP --

@@ -20,6 +20,8 @@
 typedef struct {
     PyBPF_FdObject base;
     PyObject *on_close; /* strong ref or NULL: called once, before the fd is closed */
+    struct bpf_link *lbl; /* owned or NULL: a libbpf link (programs of a bpf.Object) */
+    PyObject *object;     /* strong ref or NULL: the bpf.Object lbl belongs to */
 } PyBPF_LinkObject;
 
 #define LINK_STATE(self) PYBPF_STATE(self)
@@ -55,6 +57,8 @@ pybpf_link_new(PyTypeObject *cls, int fd)
     pybpf_fd_init(&self->base, fd, 1, "link");
     self->base.release = pybpf_link_release;
     self->on_close = NULL;
+    self->lbl = NULL;
+    self->object = NULL;
     return (PyObject *)self;
 }
 
@@ -62,6 +66,7 @@ static int
 pybpf_link_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(((PyBPF_LinkObject *)self)->on_close);
+    Py_VISIT(((PyBPF_LinkObject *)self)->object);
     return pybpf_fd_traverse(self, visit, arg);
 }
 
@@ -444,6 +449,105 @@ Link_raw_tracepoint_open(PyObject *cls, PyObject *args, PyObject *kwds)
     if (fd == 0 && (fd = pybpf_adopt_fd(fd, 1, "link")) < 0)
         return NULL;
     return pybpf_link_new((PyTypeObject *)cls, fd);
+}
+
+/* ---- programs of a bpf.Object: libbpf's own attach ------------------------------------------
+ * libbpf's bpf_program__attach_* know things raw programs cannot have: the section's
+ * auto-attach rules and USDT (whose BPF-side helpers read a spec map libbpf fills in).  The
+ * struct bpf_link is kept here and destroyed when the Link is released; our fd is a dup of
+ * libbpf's link fd (or, for USDT, which has none, of the program's fd). */
+
+static void
+pybpf_link_release_libbpf(PyBPF_FdObject *o)
+{
+    PyBPF_LinkObject *self = (PyBPF_LinkObject *)o;
+    struct bpf_link *l = self->lbl;
+    PyObject *objref = self->object;
+
+    pybpf_link_release(o);
+    self->lbl = NULL;
+    self->object = NULL;
+    if (l) {
+        /* A USDT link's detach uses the object's USDT manager, freed with the object: when
+         * the Object was closed first, leak the small struct (its probes end with the
+         * process) rather than touch freed memory. */
+        if (objref && pybpf_object_check((PyBPF_Object *)objref) < 0) {
+            PyErr_Clear();
+        } else {
+            bpf_link__destroy(l);
+        }
+    }
+    Py_XDECREF(objref);
+}
+
+static PyObject *
+Link_libbpf_attach(PyObject *cls, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"object", "name", "kind", "binary", "func", "provider", "usdt",
+                             "pid", "retprobe", "offset", "cookie", NULL};
+    pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
+    PyObject *obj, *res;
+    const char *name, *kind, *binary = NULL, *func = NULL, *provider = NULL, *usdt = NULL;
+    int pid = -1, retprobe = 0, fd, err = 0;
+    unsigned long long offset = 0, cookie = 0;
+    struct bpf_program *prog;
+    struct bpf_link *l = NULL;
+    PyBPF_LinkObject *self;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oss|zzzzipKK:_libbpf_attach", kwlist, &obj,
+                                     &name, &kind, &binary, &func, &provider, &usdt, &pid,
+                                     &retprobe, &offset, &cookie))
+        return NULL;
+    if (!(prog = pybpf_object_get_program(st, obj, name)))
+        return NULL;
+    if (strcmp(kind, "auto") && strcmp(kind, "uprobe") && strcmp(kind, "usdt"))
+        return PyErr_Format(PyExc_ValueError, "unknown attach kind %s", kind);
+    if ((!strcmp(kind, "uprobe") || !strcmp(kind, "usdt")) && !binary)
+        return PyErr_Format(PyExc_ValueError, "%s needs a binary", kind);
+    if (!strcmp(kind, "usdt") && (!provider || !usdt))
+        return PyErr_Format(PyExc_ValueError, "usdt needs provider and name");
+    Py_BEGIN_ALLOW_THREADS
+    errno = 0;
+    if (!strcmp(kind, "auto")) {
+        l = bpf_program__attach(prog);
+    } else if (!strcmp(kind, "uprobe")) {
+        LIBBPF_OPTS(bpf_uprobe_opts, uo);
+        uo.func_name = func;
+        uo.retprobe = retprobe;
+        uo.bpf_cookie = cookie;
+        l = bpf_program__attach_uprobe_opts(prog, pid, binary, (size_t)offset, &uo);
+    } else {
+        LIBBPF_OPTS(bpf_usdt_opts, so);
+        so.usdt_cookie = cookie;
+        l = bpf_program__attach_usdt(prog, pid, binary, provider, usdt, &so);
+    }
+    if (!l)
+        err = errno ? errno : EINVAL;
+    Py_END_ALLOW_THREADS
+    if (!l)
+        return pybpf_err_with(st, NULL, err, "libbpf attach", NULL,
+                              err == ESRCH || err == ENOENT
+                                  ? "the target (function, symbol, binary or probe) was not found"
+                                  : NULL);
+    fd = bpf_link__fd(l);
+    if (fd < 0)
+        fd = bpf_program__fd(prog);
+    fd = fcntl(fd, F_DUPFD_CLOEXEC, 1);
+    if (fd < 0) {
+        err = errno;
+        bpf_link__destroy(l);
+        return pybpf_err(st, err, "libbpf attach", NULL);
+    }
+    res = pybpf_link_new((PyTypeObject *)cls, fd);
+    if (!res) {
+        bpf_link__destroy(l);
+        return NULL;
+    }
+    self = (PyBPF_LinkObject *)res;
+    self->lbl = l;
+    self->object = Py_NewRef(obj);
+    self->base.release = pybpf_link_release_libbpf;
+    return res;
 }
 
 /* ---- methods ------------------------------------------------------------------------------ */
@@ -910,6 +1014,12 @@ static PyMethodDef Link_methods[] = {
     {"_raw_tracepoint_open", (PyCFunction)(void (*)(void))Link_raw_tracepoint_open,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      PyDoc_STR("_raw_tracepoint_open(prog_fd, name=None, cookie=0): BPF_RAW_TRACEPOINT_OPEN.")},
+    {"_libbpf_attach", (PyCFunction)(void (*)(void))Link_libbpf_attach,
+     METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+     PyDoc_STR("_libbpf_attach(object, name, kind, binary=None, func=None, provider=None, "
+               "usdt=None, pid=-1, retprobe=False, offset=0, cookie=0): libbpf's "
+               "bpf_program__attach (kind 'auto'), _attach_uprobe_opts ('uprobe') or "
+               "_attach_usdt ('usdt') for a program of a bpf.Object.")},
     {"pin", Link_pin, METH_O, PyDoc_STR("Pin the link at path on bpffs.")},
     {"_update", (PyCFunction)(void (*)(void))Link_update, METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("_update(prog_fd, old_prog_fd=-1): bpf_link_update, atomic replace.")},
