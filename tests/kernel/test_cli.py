@@ -49,3 +49,37 @@ def test_info_subcommand():
 def test_bad_option_is_a_usage_error():
     r = run_cli("--duration", "soon")
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_demo_redraws_on_a_terminal():
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "bpf", "--duration", "0.8", "--top", "4"],
+                             cwd=ROOT, stdout=slave, stderr=subprocess.PIPE)
+        os.close(slave)
+        slave = -1
+        out = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 10)
+            if not r:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:   # EIO once the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert p.wait(timeout=30) == 0, p.stderr.read() if p.stderr else ""
+        if p.stderr:
+            p.stderr.close()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    text = out.decode(errors="replace")
+    assert "\x1b[H\x1b[2J" in text and "syscalls per process" in text
+    assert text.count("\x1b[H\x1b[2J") >= 2          # redrawn several times a second
