@@ -73,6 +73,13 @@ class Codec:
     def _unpack(self) -> Callable[[Any], Any]:
         return self.decode
 
+    @property
+    def _unpack1(self) -> Callable[[Any], tuple[Any]]:
+        """A callable returning ``(value,)``: for a one-item struct format it is the C
+        ``Struct.unpack`` itself, so the hot path pays no Python frame for decoding."""
+        dec = self._unpack
+        return lambda b: (dec(b),)
+
     # -- batches -------------------------------------------------------------------------
     def decode_array(self, buf: Any, n: int, stride: int | None = None) -> list[Any]:
         """Return the list of *n* values packed in *buf*, one every *stride* bytes
@@ -223,6 +230,12 @@ class StructCodec(Codec):
     @property
     def _unpack(self) -> Callable[[Any], Any]:
         return self._fast_unpack
+
+    @property
+    def _unpack1(self) -> Callable[[Any], tuple[Any]]:
+        if self.scalar:
+            return self.struct.unpack  # type: ignore[return-value]
+        return super()._unpack1
 
     def _check_strings(self, items: Sequence[Any]) -> None:
         for i, n in self._slens:

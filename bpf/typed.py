@@ -17,8 +17,8 @@ from __future__ import annotations
 import errno as _errno
 import ipaddress
 import itertools
-from collections.abc import ItemsView, KeysView, MutableMapping, Sequence, ValuesView
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from . import _bpf
 from .codecs import _EMPTY, Codec, as_codec, u32
@@ -177,6 +177,7 @@ class TypedMap:
         self._kunpack = self.key_codec._unpack
         self._vpack = vh._pack
         self._vunpack = vh._unpack
+        self._vget = vh._unpack1
         self._lookup = map.lookup
         self._update = map.update
         self._delete = map.delete
@@ -284,7 +285,7 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
         raw = self._lookup(kb)
         if raw is None:
             raise KeyError(key)
-        return self._vunpack(raw)
+        return self._vget(raw)[0]
 
     def get(self, key: Any, default: Any = None) -> Any:
         try:
@@ -294,7 +295,7 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
         raw = self._lookup(kb)
         if raw is None:
             return default
-        return self._vunpack(raw)
+        return self._vget(raw)[0]
 
     def __setitem__(self, key: Any, value: Any) -> None:
         try:
@@ -326,14 +327,17 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
         for kb, _, n in self._batches():
             yield from kd(kb, n, ks)
 
-    def keys(self) -> KeysView:  # type: ignore[type-arg]
-        return KeysView(self)
+    def keys(self) -> Any:
+        """Return a re-iterable view of the keys (no ``len()``: see :class:`_View`)."""
+        return _View(self, "keys")
 
-    def values(self) -> ValuesView:  # type: ignore[type-arg]
-        return _ValuesView(self)
+    def values(self) -> Any:
+        """Return a re-iterable view of the values, read in batches."""
+        return _View(self, "values")
 
-    def items(self) -> ItemsView:  # type: ignore[type-arg]
-        return _ItemsView(self)
+    def items(self) -> Any:
+        """Return a re-iterable view of ``(key, value)`` pairs, read in batches."""
+        return _View(self, "items")
 
     def _iter_values(self) -> Iterator[Any]:
         vd = self._vh.decode_array
@@ -430,29 +434,64 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
         if kdt is None or vdt is None:
             raise TypeError(f"arrays() needs codecs with a numpy dtype; key "
                             f"{self.key_codec.name} or value {self.value_codec.name} has none")
-        kbuf, vbuf = bytearray(), bytearray()
-        ks, vs = self.map.key_size, self._vh.size
+        # The raw map yields a fresh buffer per batch: keep them and copy once, into the
+        # result, by np.concatenate.
+        kparts, vparts = [], []
         total = 0
         for kb, vb, n in self._batches():
-            kbuf += memoryview(kb).cast("B")[: n * ks]
-            vbuf += memoryview(vb).cast("B")[: n * vs]
+            kparts.append(np.frombuffer(kb, kdt, count=n))
+            vparts.append((kb, vb, n))
             total += n
-        keys = np.frombuffer(kbuf, kdt, count=total)
-        if isinstance(self._vh, PerCPUCodec):
-            values = self._vh.view(vbuf, total)
+        keys = np.concatenate(kparts) if kparts else np.zeros(0, kdt)
+        vh = self._vh
+        if isinstance(vh, PerCPUCodec):
+            vs = [vh.view(vb, n) for _, vb, n in vparts]
+            values = np.concatenate(vs) if vs else np.zeros((0, vh.ncpus), vdt)
         else:
-            values = np.frombuffer(vbuf, vdt, count=total)
+            vl = [np.frombuffer(vb, vdt, count=n) for _, vb, n in vparts]
+            values = np.concatenate(vl) if vl else np.zeros(0, vdt)
         return keys, values
 
 
-class _ValuesView(ValuesView):  # type: ignore[type-arg]
+class _View:
+    """A re-iterable view of a typed map's keys, values or items, read in batches.
+
+    It has no ``len()`` on purpose: the kernel keeps no count, so ``len`` would cost a whole
+    extra walk of the map -- and ``list(view)`` would pay it before walking again.  Use
+    ``len(t)`` when you want the count.
+    """
+
+    __slots__ = ("_mapping", "_kind")
+
+    def __init__(self, mapping: Any, kind: str) -> None:
+        self._mapping = mapping
+        self._kind = kind
+
     def __iter__(self) -> Iterator[Any]:
-        return self._mapping._iter_values()  # type: ignore[attr-defined, no-any-return]
+        m = self._mapping
+        if self._kind == "keys":
+            return iter(m)  # type: ignore[no-any-return]
+        if self._kind == "values":
+            return m._iter_values()  # type: ignore[no-any-return]
+        return m._iter_items()  # type: ignore[no-any-return]
 
+    def __contains__(self, x: Any) -> bool:
+        m = self._mapping
+        if self._kind == "keys":
+            return x in m
+        if self._kind == "items":
+            try:
+                k, v = x
+            except (TypeError, ValueError):
+                return False
+            try:
+                return bool(m[k] == v)
+            except (KeyError, TypeError, ValueError, OverflowError):
+                return False
+        return any(v == x for v in self)
 
-class _ItemsView(ItemsView):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
-        return self._mapping._iter_items()  # type: ignore[attr-defined, no-any-return]
+    def __repr__(self) -> str:
+        return f"<{self._kind} of {self._mapping!r}>"
 
 
 def _update_batch(m: Any, keys: bytes, values: bytes, n: int, flags: int) -> None:
@@ -513,8 +552,8 @@ class LRUHashMap(HashMap):
 class _Reductions:
     """sum/min/max over the per-CPU values of one element."""
 
-    def __getitem__(self, key: Any) -> Any:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        def __getitem__(self, key: Any) -> Any: ...
 
     def sum(self, key: Any) -> Any:
         """Return the sum of *key*'s per-CPU values."""
@@ -654,15 +693,12 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
         if vdt is None:
             raise TypeError(f"array() needs a value codec with a numpy dtype; "
                             f"{self.value_codec.name} has none")
-        vbuf = bytearray()
-        vs = self._vh.size
-        total = 0
-        for _, vb, n in self._batches():
-            vbuf += memoryview(vb).cast("B")[: n * vs]
-            total += n
-        if isinstance(self._vh, PerCPUCodec):
-            return self._vh.view(vbuf, total)
-        return np.frombuffer(vbuf, vdt, count=total)
+        vh = self._vh
+        if isinstance(vh, PerCPUCodec):
+            parts = [vh.view(vb, n) for _, vb, n in self._batches()]
+            return np.concatenate(parts) if parts else np.zeros((0, vh.ncpus), vdt)
+        parts = [np.frombuffer(vb, vdt, count=n) for _, vb, n in self._batches()]
+        return np.concatenate(parts) if parts else np.zeros(0, vdt)
 
     def freeze(self) -> None:
         """Make the map read-only for user space (BPF programs may still write)."""

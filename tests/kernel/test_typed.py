@@ -179,7 +179,7 @@ def test_value_kinds_array(closing, vid, vspec, values, _):
 def test_value_kinds_percpu(closing, cls, mtype, vid, vspec, values, _):
     size = raw_size(vspec)
     m = mk(closing, mtype, 4, size, 4)
-    t = m.typed(value=vspec)
+    t = m.typed(key=bpf.u32, value=vspec)
     assert type(t) is cls and t.ncpus == NCPU
     assert m.raw_value_size == ((size + 7) // 8 * 8) * NCPU
     # each CPU's slot gets a distinct value, written with the raw API
@@ -493,7 +493,7 @@ def test_wrong_codec_size_found_when_the_view_is_made(closing):
                                          "is 8"):
         m.typed(key=bpf.u32, value=bpf.u32)
     with pytest.raises(ValueError, match="value_size is 8"):
-        bpf.HashMap(m, key="I", value=Point)
+        bpf.HashMap(m, key="I", value=np.dtype([("a", "u4"), ("b", "u2")]))
     with pytest.raises(TypeError, match="cannot make a codec"):
         m.typed(key=1.5)
 
