@@ -387,20 +387,7 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
 
     def clear(self) -> None:
         """Delete every element (batch deletes where the map has them)."""
-        ks = self.map.key_size
-        keys = b"".join(bytes(memoryview(kb).cast("B")[: n * ks])
-                        for kb, _, n in self._batches())
-        n = len(keys) // ks if ks else 0
-        if not n:
-            return
-        try:
-            self.map.delete_batch(keys)
-            return
-        except Exception as e:
-            if not (_no_batch(e) or isinstance(e, KeyError)):
-                raise
-        for i in range(0, len(keys), ks):
-            self.map.delete(keys[i:i + ks])
+        self.map.clear()
 
     def pop(self, key: Any, default: Any = _MISSING) -> Any:
         """Remove *key* and return its value (one lookup-and-delete call where the kernel
@@ -630,10 +617,12 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
-            idx = range(*i.indices(self.map.max_entries))
-            if len(idx) > 32 and idx.step == 1:
-                return self.values()[idx.start:idx.stop]
-            return [self[j] for j in idx]
+            n = self.map.max_entries
+            idx = range(*i.indices(n))
+            if len(idx) * 8 > n:  # a good part of the array: one batch walk is cheaper
+                return self.values()[i]
+            lookup, kpack, unpack = self._lookup, self._kpack, self._vunpack
+            return [unpack(lookup(kpack(j))) for j in idx]
         raw = self._lookup(self._kpack(self._index(i)))
         if raw is None:  # pragma: no cover - arrays always hold every index
             raise IndexError(i)

@@ -333,6 +333,8 @@ def test_array_large_slice_and_order(closing):
     assert list(a) == list(range(300))
     assert a[10:250] == list(range(10, 250))
     assert a[-3:] == [297, 298, 299]
+    assert a[250:10:-7] == list(range(250, 10, -7))
+    assert a[::-1] == list(range(299, -1, -1))
 
 
 def test_lpm_trie(closing):
@@ -418,7 +420,7 @@ def test_maps_of_maps(closing, cls):
     outer[0] = inner1
     outer[3] = inner2.fileno()          # an fd int works too
     assert outer[0] == inner1.id and outer[3] == inner2.id
-    assert sorted(outer) == [0, 3]
+    assert sorted(outer) == [0, 3] and len(outer) == 2
     assert dict(outer.items()) == {0: inner1.id, 3: inner2.id}
     with outer.get_map(3) as again:
         assert again.id == inner2.id
