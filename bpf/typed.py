@@ -31,11 +31,9 @@ __all__ = [
 ]
 
 _MISSING: Any = object()
-# errors of a batch call that mean "this map (or kernel) cannot do it": fall back to
-# element-by-element calls.  EINTR: the kernel's generic batch gives up after retrying a key
-# that vanished under it (fd arrays report empty slots that way).
-_NO_BATCH = {_errno.EINVAL, _errno.ENOTSUP, _errno.EOPNOTSUPP, 524, _errno.EINTR,
-             _errno.ENOSYS}
+# errors of a batch (or lookup-and-delete) call that mean "this map type or kernel cannot
+# do it": fall back to element-by-element calls, which raise the real error if there is one.
+_NO_BATCH = {_errno.EINVAL, _errno.ENOTSUP, _errno.EOPNOTSUPP, 524, _errno.ENOSYS}
 
 
 def _Map() -> Any:
@@ -232,33 +230,10 @@ class TypedMap:
 
     # -- batches -------------------------------------------------------------------------
     def _batches(self, chunk: int | None = None) -> Iterator[tuple[Any, Any, int]]:
-        """Yield (packed keys, packed raw values, n) from the raw map's batch calls, or from
-        next_key/lookup where the map has no batch calls."""
-        started = False
-        try:
-            for kb, vb, n in self.map.iter_batches(chunk):
-                started = True
-                yield kb, vb, n
-            return
-        except Exception as e:
-            if started or not _no_batch(e):
-                raise
-        yield from self._slow_batches(chunk or 256)
-
-    def _slow_batches(self, chunk: int) -> Iterator[tuple[bytes, bytes, int]]:
-        m = self.map
-        key = m.next_key(None)
-        while key is not None:
-            ks: list[bytes] = []
-            vs: list[bytes] = []
-            while key is not None and len(ks) < chunk:
-                v = m.lookup(key)
-                if v is not None:  # deleted meanwhile, or an empty fd slot
-                    ks.append(bytes(key))
-                    vs.append(v)
-                key = m.next_key(key)
-            if ks:
-                yield b"".join(ks), b"".join(vs), len(ks)
+        """Yield (packed keys, packed raw values, n): the raw map's ``iter_batches``, which
+        uses batch calls where the kernel has them and next_key/lookup elsewhere, and
+        guarantees what docs/maps.md says about maps changing during the walk."""
+        return self.map.iter_batches(chunk)  # type: ignore[no-any-return]
 
 
 def _type_name(t: int) -> str:
@@ -272,9 +247,9 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
     """Dict semantics over a map: ``t[k]``, ``t[k] = v``, ``del t[k]``, ``in``, iteration,
     ``len``, and batch-backed ``keys()``/``values()``/``items()``.
 
-    Iterating while the map changes (other processes, BPF programs) is safe: a key deleted
-    meanwhile is skipped, a key added meanwhile may or may not be seen, and a hash map
-    resized under the walk may repeat keys -- as with any walk of a live kernel map.
+    Iterating while the map changes (other threads, BPF programs) is safe: no key comes
+    twice, a key deleted before its batch is read is skipped, a key added meanwhile may or
+    may not be seen (the raw map's ``iter_batches`` rules, docs/maps.md).
     """
 
     def __getitem__(self, key: Any) -> Any:
@@ -482,6 +457,8 @@ class _View:
 
 
 def _update_batch(m: Any, keys: bytes, values: bytes, n: int, flags: int) -> None:
+    """One batch update; element by element where the map type refuses batches, starting
+    after the elements the kernel reports done (``.count`` of the error)."""
     try:
         if flags:
             m.update_batch(keys, values, flags=flags)
@@ -491,8 +468,9 @@ def _update_batch(m: Any, keys: bytes, values: bytes, n: int, flags: int) -> Non
     except Exception as e:
         if not _no_batch(e):
             raise
+        start = getattr(e, "count", 0) or 0
     ks, vs = len(keys) // n, len(values) // n
-    for i in range(n):
+    for i in range(start, n):
         m.update(keys[i * ks:(i + 1) * ks], values[i * vs:(i + 1) * vs], flags)
 
 

@@ -361,6 +361,9 @@ def test_lpm_trie(closing):
         t[(64, "::1")] = 1
     with pytest.raises(TypeError):
         t[(8, 10)] = 1
+    t.clear()
+    t.update({ipaddress.ip_network("172.16.0.0/12"): 12, (0, "0.0.0.0"): 0})
+    assert t.lookup("172.20.1.1") == 12 and t.lookup("8.8.8.8") == 0 and len(t) == 2
     six = bpf.LPMTrieMap.create(4, value=bpf.u8, data_size=16)
     closing(six)
     six[ipaddress.ip_network("2001:db8::/32")] = 1
@@ -550,8 +553,7 @@ def test_typed_view_shares_the_map_and_iteration_survives_deletes(closing):
     assert all(k % 2 == 0 for k in t)
 
 
-def test_update_many_falls_back_when_batch_is_refused(closing):
-    # QUEUE-like maps refuse batches; an ARRAY_OF_MAPS takes them element by element too
+def test_maps_of_maps_bulk_update_and_clear(closing):
     inner = mk(closing, MapType.ARRAY, 4, 4, 1)
     outer = bpf.ArrayOfMaps.create(3, inner_map=inner)
     closing(outer)
