@@ -56,7 +56,8 @@ def _round8(n: int) -> int:
 class PerCPUCodec(Codec):
     """A list of one value per possible CPU, each in a slot rounded up to 8 bytes.
 
-    Encoding takes a list of exactly ``ncpus`` values, or one value copied to every CPU.
+    Encoding takes a list (or a 1-D numpy array) of exactly ``ncpus`` values, or one value
+    copied to every CPU.
     """
 
     def __init__(self, codec: Codec, ncpus: int) -> None:
@@ -70,12 +71,20 @@ class PerCPUCodec(Codec):
     def encode(self, value: Any) -> bytes:
         c = self.codec
         if isinstance(value, list) or (isinstance(value, tuple) and
-                                       getattr(c, "scalar", False)):
+                                       getattr(c, "scalar", False)) or self._per_cpu_array(value):
             if len(value) != self.ncpus:
                 raise ValueError(f"a per-CPU value takes {self.ncpus} values (one per "
                                  f"possible CPU), got {len(value)}")
             return c.encode_array(value, self.stride)
         return (c.encode(value) + self._pad) * self.ncpus
+
+    def _per_cpu_array(self, value: Any) -> bool:
+        # a numpy array with one more dimension than one element has
+        ndim = getattr(value, "ndim", None)
+        if ndim is None or not hasattr(value, "__array__"):
+            return False
+        dt = self.codec.dtype
+        return bool(ndim == 1 + (len(dt.shape) if dt is not None else 0))
 
     def decode(self, buf: Any) -> list[Any]:
         return self.codec.decode_array(buf, self.ncpus, self.stride)

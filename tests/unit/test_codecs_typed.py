@@ -24,8 +24,12 @@ def test_percpu_codec_layout():
     assert c.encode_array([[1, 2, 3], 0]) == raw + bytes(24)
     v = c.view(raw + raw, 2)
     assert v.shape == (2, 3) and v.tolist() == [[1, 2, 3], [1, 2, 3]]
+    assert c.encode(np.array([1, 2, 3], dtype=np.uint32)) == raw   # numpy: one per CPU
+    assert c.encode(np.uint32(7)) == c.encode(7)                     # numpy scalar: copied
     with pytest.raises(ValueError, match="takes 3 values"):
         c.encode([1, 2])
+    with pytest.raises(ValueError, match="takes 3 values"):
+        c.encode(np.zeros(4, np.uint32))
     with pytest.raises(OverflowError):
         c.encode([1, 2, -1])
 
@@ -44,6 +48,7 @@ def test_percpu_codec_numpy_stride():
     c = PerCPUCodec(bpf.codecs.as_codec(np.dtype("u2")), 2)
     raw = c.encode([1, 2])
     assert raw == struct.pack("=H6xH6x", 1, 2)
+    assert c.encode(np.array([1, 2], np.uint16)) == raw
     assert [int(x) for x in c.decode(raw)] == [1, 2]
 
 
