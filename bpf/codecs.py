@@ -172,6 +172,45 @@ def _struct_error(codec: Codec, value: Any, e: BaseException) -> Exception:
     return ValueError(what)
 
 
+def _from_ndarray(codec: Codec, values: Any, stride: int) -> bytes | None:
+    """Pack a numpy array of elements in one step, or return None when *values* is not a
+    numpy array or the codec has no dtype.  Integer arrays are checked for values that do
+    not fit (numpy's astype would wrap them), floats refused for integer codecs."""
+    np = sys.modules.get("numpy")
+    if np is None or not isinstance(values, np.ndarray):
+        return None
+    dt = codec.dtype
+    if dt is None:
+        return None
+    a = values
+    if a.dtype != dt:
+        if dt.fields is not None or dt.shape or a.dtype.fields is not None:
+            return None  # structured conversions go element by element
+        if dt.kind in "iub" and a.dtype.kind == "f":
+            raise TypeError(f"codec {codec.name} takes integers, not {a.dtype} values")
+        if dt.kind in "iub" and a.dtype.kind in "iub":
+            conv = a.astype(dt)
+            if not np.array_equal(conv, a):
+                raise OverflowError(f"values out of range for codec {codec.name}")
+            a = conv
+        elif dt.kind == "f" and a.dtype.kind in "iuf":
+            a = a.astype(dt)
+        elif dt.kind in "SV" and a.dtype.kind in "SV" and a.dtype.itemsize <= dt.itemsize:
+            a = a.astype(dt)
+        else:
+            return None
+    n = a.size * a.dtype.itemsize // codec.size
+    if n * codec.size != a.nbytes:
+        raise ValueError(f"a {a.dtype} array of shape {a.shape} does not make whole elements "
+                         f"of codec {codec.name}")
+    if stride == codec.size:
+        return np.ascontiguousarray(a).tobytes()  # type: ignore[no-any-return]
+    out = bytearray(n * stride)
+    view = np.ndarray((n,), dt, buffer=out, strides=(stride,))
+    view[...] = a.reshape((n,) + dt.shape)
+    return bytes(out)
+
+
 class StructCodec(Codec):
     """A codec from a :mod:`struct` format string.
 
@@ -291,6 +330,9 @@ class StructCodec(Codec):
 
     def encode_array(self, values: Iterable[Any], stride: int | None = None) -> bytes:
         stride = stride or self.size
+        b = _from_ndarray(self, values, stride)
+        if b is not None:
+            return b
         if stride == self.size and self._native in _ARRAY_CODES:
             try:
                 return array.array(self._native, values).tobytes()  # type: ignore[arg-type]
@@ -675,6 +717,9 @@ class NumpyCodec(Codec):
     def encode_array(self, values: Iterable[Any], stride: int | None = None) -> bytes:
         np = self._np
         stride = stride or self.size
+        b = _from_ndarray(self, values, stride)
+        if b is not None:
+            return b
         if isinstance(values, np.ndarray) and values.dtype == self.dtype_:
             arr = values
         else:

@@ -95,6 +95,13 @@ class PerCPUCodec(Codec):
         return [flat[i:i + c] for i in range(0, n * c, c)]
 
     def encode_array(self, values: Iterable[Any], stride: int | None = None) -> bytes:
+        if getattr(values, "ndim", 0) == 2 + len(getattr(self.codec.dtype, "shape", ())) \
+                and hasattr(values, "reshape"):
+            arr: Any = values
+            if arr.shape[1] != self.ncpus:
+                raise ValueError(f"per-CPU values need {self.ncpus} columns (one per "
+                                 f"possible CPU), got shape {arr.shape}")
+            return self.codec.encode_array(arr.reshape((-1,) + arr.shape[2:]), self.stride)
         return b"".join([self.encode(v) for v in values])
 
     def view(self, buf: Any, n: int) -> Any:
@@ -368,6 +375,21 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
         keys = self.key_codec.encode_array([p[0] for p in pairs])
         values = self._vh.encode_array([p[1] for p in pairs])
         _update_batch(self.map, keys, values, len(pairs), flags)
+
+    def update_arrays(self, keys: Any, values: Any, flags: int = 0) -> None:
+        """Write numpy arrays of keys and values (per-CPU values: shape ``(n, ncpus)``)
+        with one batch call and no Python object per element.
+
+        Integer arrays of another dtype are converted after a range check (OverflowError);
+        floats are refused for integer codecs (TypeError).
+        """
+        kb = self.key_codec.encode_array(keys)
+        vb = self._vh.encode_array(values)
+        n = len(kb) // self.key_codec.size if self.key_codec.size else 0
+        if len(vb) != n * self._vh.size:
+            raise ValueError(f"{n} keys but {len(vb) // self._vh.size} values")
+        if n:
+            _update_batch(self.map, kb, vb, n, flags)
 
     def clear(self) -> None:
         """Delete every element (batch deletes where the map has them)."""

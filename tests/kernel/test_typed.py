@@ -293,6 +293,34 @@ def test_numpy_arrays_dump(closing):
         q.arrays()
 
 
+def test_numpy_arrays_write(closing):
+    t = bpf.HashMap.create(key=bpf.u32, value=bpf.u64, max_entries=1000)
+    closing(t)
+    keys = np.arange(1000)                             # int64 keys, range-checked into u32
+    t.update_arrays(keys, keys * 5)
+    k, v = t.arrays()
+    assert sorted(zip(k.tolist(), v.tolist())) == [(i, 5 * i) for i in range(1000)]
+    with pytest.raises(bpf.KeyExistsError):
+        t.update_arrays(keys[:1], keys[:1], bpf.UpdateFlags.NOEXIST)
+    with pytest.raises(OverflowError):
+        t.update_arrays(np.array([2**32]), np.array([1]))
+    with pytest.raises(ValueError, match="2 keys but 1 values"):
+        t.update_arrays(np.array([1, 2]), np.array([1]))
+    p = bpf.PerCPUHashMap.create(key=bpf.u32, value=bpf.u32, max_entries=8)
+    closing(p)
+    vals = np.arange(3 * NCPU).reshape(3, NCPU)
+    p.update_arrays(np.array([7, 8, 9]), vals)
+    assert p[8] == vals[1].tolist()
+    pk, pv = p.arrays()
+    assert sorted(zip(pk.tolist(), pv.tolist())) == [(7 + i, vals[i].tolist()) for i in range(3)]
+    a = bpf.ArrayMap.create(4, value=bpf.u16)
+    closing(a)
+    a.set_all(np.array([1, 2, 3, 4]))                  # no per-element conversion
+    assert a.values() == [1, 2, 3, 4]
+    with pytest.raises(OverflowError):
+        a.set_all(np.array([1, 2, 3, 70000]))
+
+
 def test_array_sequence(closing):
     a = bpf.ArrayMap.create(5, value="d")
     closing(a)

@@ -312,3 +312,27 @@ def test_protocol_codec_gets_bytes_and_fresh_buffers():
 
 def test_native_byteorder_codecs_match_the_host():
     assert bpf.u32.encode(1) == (1).to_bytes(4, sys.byteorder)
+
+
+# ---- numpy arrays into any codec with a dtype ----------------------------------------------
+
+def test_ndarray_fast_path_converts_with_range_checks():
+    assert bpf.u32.encode_array(np.arange(3)) == struct.pack("=3I", 0, 1, 2)  # int64 in
+    assert bpf.u16.encode_array(np.array([1, 2], np.uint8), 4) == struct.pack("=H2xH2x", 1, 2)
+    assert bpf.f32.encode_array(np.array([0.5, 1])) == struct.pack("=2f", 0.5, 1.0)
+    assert as_codec(">I").encode_array(np.array([1], np.uint32)) == b"\0\0\0\1"
+    assert as_codec(np.uint16).encode_array(np.array([7, 8])) == struct.pack("=2H", 7, 8)
+    with pytest.raises(OverflowError, match="u8"):
+        bpf.u8.encode_array(np.array([1, 256]))
+    with pytest.raises(OverflowError):
+        bpf.u32.encode_array(np.array([-1]))
+    with pytest.raises(TypeError, match="integers"):
+        bpf.u32.encode_array(np.array([1.5]))
+    with pytest.raises(OverflowError):
+        as_codec(np.uint8).encode_array(np.array([300]))
+    # several items per element: no dtype, so element by element (tuples from the rows)
+    assert as_codec("HH").encode_array([tuple(r) for r in np.array([[1, 2]]).tolist()]) == \
+        struct.pack("HH", 1, 2)
+    dt = np.dtype([("a", "u4"), ("b", "u4")])
+    rec = np.array([(1, 2)], dt)
+    assert as_codec(dt).encode_array(rec, 16) == struct.pack("=II8x", 1, 2)

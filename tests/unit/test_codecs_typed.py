@@ -108,3 +108,13 @@ def test_fd_codec():
     for bad, exc in [(-1, ValueError), ("3", TypeError), (True, TypeError), (None, TypeError)]:
         with pytest.raises(exc):
             c.encode(bad)
+
+
+def test_percpu_codec_two_dimensional_arrays():
+    c = PerCPUCodec(bpf.u32, 2)
+    vals = np.array([[1, 2], [3, 4]])
+    assert c.encode_array(vals) == c.encode([1, 2]) + c.encode([3, 4])
+    with pytest.raises(ValueError, match="2 columns"):
+        c.encode_array(np.zeros((2, 3), np.uint32))
+    with pytest.raises(OverflowError):
+        c.encode_array(np.array([[1, -1]]))
