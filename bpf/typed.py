@@ -37,7 +37,7 @@ _NO_BATCH = {_errno.EINVAL, _errno.ENOTSUP, _errno.EOPNOTSUPP, 524, _errno.ENOSY
 
 
 def _Map() -> Any:
-    from .maps import Map  # type: ignore[attr-defined]  # late: bpf.maps uses this module
+    from .maps import Map  # late: bpf.maps imports this module for Map.typed()
 
     return Map
 
