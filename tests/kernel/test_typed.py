@@ -599,3 +599,26 @@ def test_raw_fd_adoption_keeps_typed_views_working(closing):
     adopted = bpf.Map.from_fd(fd, transfer=True)
     closing(adopted)
     assert bpf.ArrayMap(adopted, value=bpf.f64)[1] == 0.75
+
+
+def test_hash_of_maps_with_string_keys(closing):
+    inner = mk(closing, MapType.HASH, 4, 4, 4)
+    outer = bpf.HashOfMaps.create(4, inner_map=inner, key=bpf.cstr(8))
+    closing(outer)
+    outer["eth0"] = inner
+    assert outer["eth0"] == inner.id and list(outer) == ["eth0"]
+    with outer.get_map("eth0") as m:
+        assert m.id == inner.id
+    with pytest.raises(KeyError):
+        outer["lo"]
+
+
+def test_lpm_trie_with_a_user_key_codec(closing):
+    key = np.dtype([("plen", "=u4"), ("addr", "u1", (4,))])
+    t = bpf.LPMTrieMap.create(4, value=bpf.u16, key=key)
+    closing(t)
+    assert t.key_codec.size == 8
+    t[(16, [10, 1, 0, 0])] = 16
+    (k,) = list(t)
+    assert k["plen"] == 16 and k["addr"].tolist() == [10, 1, 0, 0]
+    assert t.lookup((32, [10, 1, 2, 3])) == 16 and t.lookup((32, [10, 2, 0, 0])) is None
