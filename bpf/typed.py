@@ -1009,9 +1009,9 @@ class ProgArrayMap(_FdMap):
 
     def get_program(self, key: Any) -> Any:
         """Open the program at *key* as a new :class:`bpf.Program` (the caller closes it)."""
-        from . import programs
+        from .programs import Program  # the module; bpf.programs is the listing function
 
-        return programs.Program.from_id(self[key])  # type: ignore[attr-defined]
+        return Program.from_id(self[key])
 
     @classmethod
     def create(cls, max_entries: int, *, flags: int = 0, name: str | None = None,
