@@ -72,6 +72,19 @@ class BuildExt(build_ext):
             if _flag("BPF_WERROR"):
                 ext.extra_compile_args += ["-Werror"]
         super().run()
+        self._ship_licenses(srcs)
+
+    def _ship_licenses(self, srcs):
+        # The wheel links these libraries statically, so it carries their licenses
+        # (libelf is LGPL-3.0+/GPL-2.0+: see docs/building.md on relinking).
+        import shutil
+
+        dest = os.path.join(os.path.dirname(self.get_ext_fullpath("bpf._bpf")), "_licenses")
+        os.makedirs(dest, exist_ok=True)
+        for name, d in srcs.items():
+            for f in sorted(glob.glob(os.path.join(d, "LICENSE*")) +
+                            glob.glob(os.path.join(d, "COPYING*"))):
+                shutil.copy2(f, os.path.join(dest, f"{name}-{os.path.basename(f)}"))
 
 
 class Sdist(sdist):
