@@ -22,7 +22,7 @@ RingRecord = _bpf._RingRecord
 _RecordT = _bpf._RingRecord
 
 # Delivery modes of the C readers.
-_BYTES, _VIEW, _BATCH = 0, 1, 2
+_BYTES, _VIEW, _BATCH, _PACKED = 0, 1, 2, 3
 
 
 class _HasFileno(Protocol):
@@ -54,19 +54,27 @@ def _ms(timeout: float | None) -> int:
 
 
 class _Codec:
-    """Decode one record (bytes or memoryview) into a Python value; records may be longer
-    than the codec (perf pads samples), never shorter."""
+    """Decode one record (bytes or a buffer) into a Python value, or a packed batch (records
+    cut/padded to ``size`` bytes, back to back) into a sequence of values in one call.
+    Records may be longer than the codec (perf pads samples), never shorter."""
 
-    def __init__(self, size: int, parse: Callable[[Any], Any], name: str) -> None:
+    def __init__(self, size: int, parse: Callable[[Any], Any], name: str,
+                 batch: Callable[[bytes], Any] | None = None) -> None:
         self.size = size
         self.parse = parse
         self.name = name
+        self.batch = batch or self._batch_slices
 
     def __call__(self, raw: Any) -> Any:
         if len(raw) < self.size:
             raise ValueError(f"record of {len(raw)} bytes is shorter than codec {self.name} "
                              f"({self.size} bytes)")
         return self.parse(raw)
+
+    def _batch_slices(self, blob: bytes) -> list[Any]:
+        mv = memoryview(blob)
+        n = self.size
+        return [self.parse(mv[i:i + n]) for i in range(0, len(blob), n)]
 
 
 def _resolve_codec(codec: Any) -> _Codec | None:
@@ -82,38 +90,47 @@ def _resolve_codec(codec: Any) -> _Codec | None:
         st = codec
         unpack = st.unpack_from
         if len(st.unpack(bytes(st.size))) == 1:
-            return _Codec(st.size, lambda b: unpack(b)[0], repr(st.format))
-        return _Codec(st.size, unpack, repr(st.format))
+            return _Codec(st.size, lambda b: unpack(b)[0], repr(st.format),
+                          lambda blob: [v for (v,) in st.iter_unpack(blob)])
+        return _Codec(st.size, unpack, repr(st.format), lambda blob: list(st.iter_unpack(blob)))
     if isinstance(codec, type) and hasattr(codec, "from_buffer_copy"):  # ctypes
         import ctypes
 
         size = ctypes.sizeof(codec)
-        ctype = codec
-        return _Codec(size, lambda b: ctype.from_buffer_copy(b[:size]), ctype.__name__)
-    if hasattr(codec, "itemsize") and hasattr(codec, "kind"):  # numpy dtype
-        import numpy as np
-
-        dt = np.dtype(codec)
-        return _Codec(dt.itemsize, lambda b: np.frombuffer(b, dt, count=1)[0], str(dt))
-    try:  # something numpy can turn into a dtype (np.uint64, a dtype spec list, ...)
+        ctype: Any = codec
+        return _Codec(size, lambda b: ctype.from_buffer_copy(bytes(b[:size])), ctype.__name__,
+                      lambda blob: list((ctype * (len(blob) // size)).from_buffer_copy(blob)))
+    try:  # a numpy dtype, or something numpy turns into one (np.uint64, a field list, ...)
         import numpy as np
 
         dt = np.dtype(codec)
     except Exception:
         raise TypeError(f"cannot use {codec!r} as a record codec: expected a struct format, "
                         "a ctypes type, a numpy dtype or an object with size and parse()") from None
-    return _Codec(dt.itemsize, lambda b: np.frombuffer(b, dt, count=1)[0], str(dt))
+    return _Codec(dt.itemsize, lambda b: np.frombuffer(b, dt, count=1)[0], str(dt),
+                  lambda blob: np.frombuffer(blob, dt))
 
 
 def _wrap_callback(callback: Callable[..., Any], codec: _Codec | None, batch: bool,
-                   with_cpu: bool) -> Callable[..., Any]:
+                   with_cpu: bool) -> tuple[Callable[..., Any], int, int]:
+    """(C callback, delivery mode, item size) for a user callback and options."""
     if codec is None:
-        return callback
+        return callback, (_BATCH if batch else _BYTES), 0
     if batch:
-        return lambda records: callback([codec(r) for r in records])
+        decode = codec.batch
+        return (lambda blob: callback(decode(blob))), _PACKED, codec.size
     if with_cpu:
-        return lambda cpu, r: callback(cpu, codec(r))
-    return lambda r: callback(codec(r))
+        return (lambda cpu, r: callback(cpu, codec(r))), _BYTES, 0
+    return (lambda r: callback(codec(r))), _BYTES, 0
+
+
+def _queue_sink(pending: collections.deque[Any], codec: _Codec | None
+                ) -> tuple[Callable[..., Any], int, int]:
+    """(C callback, mode, item size) that queues records (decoded in batches) for iteration."""
+    if codec is None:
+        return pending.extend, _BATCH, 0
+    decode = codec.batch
+    return (lambda blob: pending.extend(decode(blob))), _PACKED, codec.size
 
 
 # ---- shared reader behaviour --------------------------------------------------------------------
@@ -124,7 +141,6 @@ class _Reader:
 
     _pending: collections.deque[Any]
     _queued: bool
-    _decode: _Codec | None
     _waiters: set[asyncio.Future[None]]
 
     if TYPE_CHECKING:  # provided by the C base
@@ -144,7 +160,6 @@ class _Reader:
     def _init_reader(self) -> None:
         self._pending = collections.deque()
         self._queued = False
-        self._decode = None
         self._waiters = set()
 
     def poll(self, timeout: float | None = None) -> int:
@@ -171,8 +186,7 @@ class _Reader:
         self._c_close()
 
     def _take(self) -> Any:
-        rec = self._pending.popleft()
-        return self._decode(rec) if self._decode is not None else rec
+        return self._pending.popleft()
 
     def _check_queued(self, what: str) -> None:
         if not self._queued:
@@ -304,21 +318,17 @@ class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
                 raise ValueError("zero_copy needs a callback: a view is only valid during it")
             if self.rings and not self._queued:
                 raise ValueError("cannot mix queued maps with callback maps in one RingBuffer")
-            if self._queued and dec is not None and self._decode is not None and \
-                    dec.name != self._decode.name:
-                raise ValueError("queued maps of one RingBuffer share one codec")
             self._queued = True
-            self._decode = dec
-            super().add(_map_fd(map), self._pending.extend, _BATCH)
+            super().add(_map_fd(map), *_queue_sink(self._pending, dec))
             return
         if self._queued:
             raise ValueError("cannot mix queued maps with callback maps in one RingBuffer")
-        if zero_copy and batch:
-            raise ValueError("zero_copy and batch exclude each other")
-        if zero_copy and dec is not None:
-            raise ValueError("zero_copy records are raw views; decode them in the callback")
-        mode = _VIEW if zero_copy else _BATCH if batch else _BYTES
-        super().add(_map_fd(map), _wrap_callback(callback, dec, batch, False), mode)
+        if zero_copy:
+            if batch or dec is not None:
+                raise ValueError("zero_copy records are raw buffers: no batch, no codec")
+            super().add(_map_fd(map), callback, _VIEW, 0)
+            return
+        super().add(_map_fd(map), *_wrap_callback(callback, dec, batch, False))
 
     def _c_poll(self, timeout_ms: int) -> int:
         return _bpf.RingBuffer.poll(self, timeout_ms)
@@ -355,18 +365,21 @@ class PerfBuffer(_Reader, _bpf.PerfBuffer):  # type: ignore[misc]
             if zero_copy:
                 raise ValueError("zero_copy needs a callback: a view is only valid during it")
             pending: collections.deque[Any] = collections.deque()
-            self = super().__new__(cls, _map_fd(map), pending.extend, lost_callback, pages,
-                                   wakeup_events, _BATCH)
+            cb, mode, item = _queue_sink(pending, dec)
+            self = super().__new__(cls, _map_fd(map), cb, lost_callback, pages, wakeup_events,
+                                   mode, item)
             self._init_reader()
             self._pending = pending
             self._queued = True
-            self._decode = dec
             return self
-        if zero_copy and (batch or dec is not None):
-            raise ValueError("zero_copy records are raw views: no batch, no codec")
-        mode = _VIEW if zero_copy else _BATCH if batch else _BYTES
-        self = super().__new__(cls, _map_fd(map), _wrap_callback(callback, dec, batch, True),
-                               lost_callback, pages, wakeup_events, mode)
+        if zero_copy:
+            if batch or dec is not None:
+                raise ValueError("zero_copy records are raw buffers: no batch, no codec")
+            cb, mode, item = callback, _VIEW, 0
+        else:
+            cb, mode, item = _wrap_callback(callback, dec, batch, True)
+        self = super().__new__(cls, _map_fd(map), cb, lost_callback, pages, wakeup_events, mode,
+                               item)
         self._init_reader()
         return self
 

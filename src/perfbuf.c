@@ -22,6 +22,7 @@ typedef struct {
     PyObject *callback;          /* strong */
     PyObject *lost_callback;     /* strong or NULL */
     PyObject *batch;             /* list in BATCH mode */
+    pybpf_packed packed;         /* PACKED mode */
     PyObject *backlog;           /* list of (cpu, bytes) held back after a stop */
     PyObject *cpus;              /* tuple of ints 0..ncpu-1 (avoid an int per record) */
     PyObject *record_type;
@@ -61,6 +62,17 @@ pybpf_perf_deliver(PyBPF_PerfBuffer *self, int cpu, void *data, Py_ssize_t size,
     PyObject *res, *c;
 
     self->count++;
+    if (self->mode == PYBPF_EV_PACKED) {
+        if (bytes) {
+            data = PyBytes_AS_STRING(bytes);
+            size = PyBytes_GET_SIZE(bytes);
+        }
+        if (pybpf_packed_add(&self->packed, data, size) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        return 0;
+    }
     if (self->mode == PYBPF_EV_BATCH) {
         PyObject *b = bytes ? Py_NewRef(bytes) : PyBytes_FromStringAndSize(data, size);
         int r;
@@ -131,11 +143,33 @@ pybpf_perf_lost(void *ctx, int cpu, __u64 cnt)
     Py_XDECREF(res);
 }
 
+static int
+pybpf_perf_flush(PyBPF_PerfBuffer *self)
+{
+    if (self->mode == PYBPF_EV_PACKED)
+        return pybpf_packed_flush(&self->packed, self->callback);
+    if (self->mode == PYBPF_EV_BATCH && PyList_GET_SIZE(self->batch) > 0) {
+        PyObject *batch = self->batch, *res;
+        self->batch = PyList_New(0);
+        if (!self->batch) {
+            self->batch = batch;
+            return -1;
+        }
+        res = PyObject_CallOneArg(self->callback, batch);
+        Py_DECREF(batch);
+        if (!res)
+            return -1;
+        Py_DECREF(res);
+    }
+    return 0;
+}
+
 static Py_ssize_t
 pybpf_perf_consume(PyBPF_PerfBuffer *self)
 {
     int r;
     Py_ssize_t i, n;
+    size_t b, nbuf;
 
     self->count = 0;
     self->stop = 0;
@@ -161,27 +195,18 @@ pybpf_perf_consume(PyBPF_PerfBuffer *self)
         }
         Py_DECREF(old);
     }
-    if (!self->stop) {
-        r = perf_buffer__consume(self->pb);
-        if (r < 0 && !PyErr_Occurred()) {
+    /* One CPU buffer at a time, delivering the batch after each, so a batch stays bounded. */
+    nbuf = perf_buffer__buffer_cnt(self->pb);
+    for (b = 0; b < nbuf && !self->stop; b++) {
+        r = perf_buffer__consume_buffer(self->pb, b);
+        if (r < 0 && r != -ENOENT && !PyErr_Occurred()) {
             pybpf_err(PYBPF_STATE(self), -r, "perf buffer consume", (PyObject *)self);
             return -1;
         }
-    }
-    if (PyErr_Occurred())
-        return -1;
-    if (self->mode == PYBPF_EV_BATCH && PyList_GET_SIZE(self->batch) > 0) {
-        PyObject *batch = self->batch, *res;
-        self->batch = PyList_New(0);
-        if (!self->batch) {
-            self->batch = batch;
+        if (PyErr_Occurred())
             return -1;
-        }
-        res = PyObject_CallOneArg(self->callback, batch);
-        Py_DECREF(batch);
-        if (!res)
+        if (pybpf_perf_flush(self) < 0)
             return -1;
-        Py_DECREF(res);
     }
     return self->count;
 }
@@ -190,16 +215,16 @@ static PyObject *
 PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"map_fd", "callback", "lost_callback", "pages", "wakeup_events",
-                             "mode", NULL};
+                             "mode", "item_size", NULL};
     pybpf_state *st = pybpf_state_from_type(tp);
     PyBPF_PerfBuffer *self;
     PyObject *cb, *lost_cb = Py_None;
-    Py_ssize_t pages = 8;
+    Py_ssize_t pages = 8, item = 0;
     int map_fd, wakeup = 1, mode = PYBPF_EV_BYTES, ep, efd, i, err;
     LIBBPF_OPTS(perf_buffer_opts, opts);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|Onii:PerfBuffer", kwlist, &map_fd, &cb,
-                                     &lost_cb, &pages, &wakeup, &mode))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|Oniin:PerfBuffer", kwlist, &map_fd, &cb,
+                                     &lost_cb, &pages, &wakeup, &mode, &item))
         return NULL;
     if (!PyCallable_Check(cb))
         return PyErr_Format(PyExc_TypeError, "callback must be callable");
@@ -209,14 +234,17 @@ PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_ValueError, "pages must be a power of two, got %zd", pages);
     if (wakeup < 1)
         return PyErr_Format(PyExc_ValueError, "wakeup_events must be >= 1, got %d", wakeup);
-    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_BATCH)
+    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_PACKED)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
+    if (mode == PYBPF_EV_PACKED && item <= 0)
+        return PyErr_Format(PyExc_ValueError, "packed delivery needs a record size > 0");
     self = (PyBPF_PerfBuffer *)tp->tp_alloc(tp, 0);
     if (!self)
         return NULL;
     pybpf_fd_init(&self->base, -1, 0, "perf buffer");
     self->efd = -1;
     self->mode = mode;
+    self->packed.item = item;
     self->callback = Py_NewRef(cb);
     self->lost_callback = lost_cb == Py_None ? NULL : Py_NewRef(lost_cb);
     self->ncpu = libbpf_num_possible_cpus();
@@ -403,6 +431,8 @@ PerfBuffer_dealloc(PyObject *op)
         pybpf_fd_release(&self->base);
     PyMem_Free(self->lost);
     self->lost = NULL;
+    PyMem_Free(self->packed.buf);
+    self->packed.buf = NULL;
     Py_CLEAR(self->callback);
     Py_CLEAR(self->lost_callback);
     Py_CLEAR(self->batch);

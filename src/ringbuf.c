@@ -77,6 +77,44 @@ Record_len(PyObject *op)
 }
 
 static PyObject *
+Record_tobytes(PyObject *op, PyObject *unused)
+{
+    PyBPF_Record *r = (PyBPF_Record *)op;
+
+    if (Record_len(op) < 0)
+        return NULL;
+    return PyBytes_FromStringAndSize(r->ptr, r->len);
+}
+
+/* r[i] -> int, r[a:b] -> bytes (a copy), like bytes. */
+static PyObject *
+Record_subscript(PyObject *op, PyObject *item)
+{
+    PyObject *b = Record_tobytes(op, NULL), *res;
+
+    if (!b)
+        return NULL;
+    res = PyObject_GetItem(b, item);
+    Py_DECREF(b);
+    return res;
+}
+
+static PyObject *
+Record_repr(PyObject *op)
+{
+    PyBPF_Record *r = (PyBPF_Record *)op;
+
+    if (!r->ptr)
+        return PyUnicode_FromFormat("<%s released>", Py_TYPE(op)->tp_name);
+    return PyUnicode_FromFormat("<%s %zd bytes>", Py_TYPE(op)->tp_name, r->len);
+}
+
+static PyMethodDef Record_methods[] = {
+    {"tobytes", Record_tobytes, METH_NOARGS, PyDoc_STR("Copy the record into bytes.")},
+    {NULL},
+};
+
+static PyObject *
 Record_get_valid(PyObject *op, void *c)
 {
     return PyBool_FromLong(((PyBPF_Record *)op)->ptr != NULL);
@@ -120,6 +158,10 @@ static PyType_Slot Record_slots[] = {
     {Py_tp_clear, Record_clear},
     {Py_tp_getset, Record_getsets},
     {Py_sq_length, Record_len},
+    {Py_mp_length, Record_len},
+    {Py_mp_subscript, Record_subscript},
+    {Py_tp_methods, Record_methods},
+    {Py_tp_repr, Record_repr},
     {Py_bf_getbuffer, Record_getbuffer},
     {Py_bf_releasebuffer, Record_releasebuffer},
     {0, NULL},
@@ -165,7 +207,59 @@ enum {
     PYBPF_EV_BYTES = 0, /* callback(bytes) per record */
     PYBPF_EV_VIEW = 1,  /* callback(memoryview) per record, valid only during the call */
     PYBPF_EV_BATCH = 2, /* records collected as bytes, callback(list) once per consume */
+    PYBPF_EV_PACKED = 3, /* fixed-size records copied back to back, callback(bytes) once per
+                          * consume: decoding is then one numpy/struct call for the batch */
 };
+
+#define PYBPF_CHUNK 4096 /* records per consume round: batches stay cache-sized */
+
+/* A growable byte buffer for PACKED mode (PyMem). */
+typedef struct {
+    char *buf;
+    Py_ssize_t len, cap, item;
+} pybpf_packed;
+
+/* Append one record of `size` bytes as an item of p->item bytes (cut or zero-padded). */
+static int
+pybpf_packed_add(pybpf_packed *p, const void *data, Py_ssize_t size)
+{
+    if (p->len + p->item > p->cap) {
+        Py_ssize_t ncap = p->cap ? p->cap * 2 : p->item * 256;
+        char *nb = PyMem_Realloc(p->buf, ncap);
+        if (!nb)
+            return -1;
+        p->buf = nb;
+        p->cap = ncap;
+    }
+    if (size >= p->item) {
+        memcpy(p->buf + p->len, data, p->item);
+    } else {
+        memcpy(p->buf + p->len, data, size);
+        memset(p->buf + p->len + size, 0, p->item - size);
+    }
+    p->len += p->item;
+    return 0;
+}
+
+/* Hand the packed bytes to cb and reset; returns 0 or -1. */
+static int
+pybpf_packed_flush(pybpf_packed *p, PyObject *cb)
+{
+    PyObject *b, *res;
+
+    if (p->len == 0)
+        return 0;
+    b = PyBytes_FromStringAndSize(p->buf, p->len);
+    p->len = 0;
+    if (!b)
+        return -1;
+    res = PyObject_CallOneArg(cb, b);
+    Py_DECREF(b);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
+}
 
 /* Interpret a callback's return value: a negative int asks to stop.  Returns 1 to stop. */
 static int
@@ -184,16 +278,21 @@ pybpf_cb_wants_stop(PyObject *res)
     return overflow < 0 || v < 0;
 }
 
-/* Call cb with a zero-copy view of data, then invalidate it.  *pinned is set when a view
- * escaped (the memory must then never be unmapped).  Returns the callback's result or NULL. */
+/* Call cb with a zero-copy record over data, then invalidate it.  The record object itself is
+ * passed (no memoryview is built per record): it exports the ring memory through the buffer
+ * protocol, so struct.unpack_from, bytes(), memoryview() and numpy work on it.  Afterwards its
+ * pointer is cleared, so any later access raises ValueError; if a buffer taken from it is
+ * still held (a memoryview not released, a numpy array) we raise BufferError and pin the ring
+ * memory.  The object is reused for the next record unless the callback kept a reference.
+ * Returns the callback's result or NULL. */
 static PyObject *
 pybpf_call_with_view(PyObject *cb, PyBPF_Record **recp, PyObject *record_type, void *data,
                      Py_ssize_t len, PyObject *first, int *pinned)
 {
     PyBPF_Record *rec = *recp;
-    PyObject *mv, *res, *rel;
+    PyObject *res;
 
-    if (!rec || rec->exports > 0) {
+    if (!rec || Py_REFCNT(rec) > 1 || rec->exports > 0) {
         Py_XDECREF(rec);
         *recp = rec = pybpf_record_new(record_type, 1, NULL);
         if (!rec)
@@ -201,33 +300,22 @@ pybpf_call_with_view(PyObject *cb, PyBPF_Record **recp, PyObject *record_type, v
     }
     rec->ptr = data;
     rec->len = len;
-    mv = PyMemoryView_FromObject((PyObject *)rec);
-    if (!mv) {
-        rec->ptr = NULL;
-        return NULL;
-    }
     if (first) {
-        PyObject *args[2] = {first, mv};
+        PyObject *args[2] = {first, (PyObject *)rec};
         res = PyObject_Vectorcall(cb, args, 2, NULL);
     } else {
-        res = PyObject_CallOneArg(cb, mv);
+        res = PyObject_CallOneArg(cb, (PyObject *)rec);
     }
     rec->ptr = NULL;
-    /* release() fails with BufferError if the view itself was exported further (np.frombuffer
-     * of it, say); our export count catches slices that share the view's buffer. */
-    rel = PyObject_CallMethod(mv, "release", NULL);
-    if (!rel)
-        PyErr_Clear();
-    Py_XDECREF(rel);
-    Py_DECREF(mv);
-    if (!rel || rec->exports > 0) {
+    if (rec->exports > 0) {
         *pinned = 1;
         if (res) {
             Py_DECREF(res);
             PyErr_SetString(PyExc_BufferError,
-                            "a zero-copy record (or a slice/array made from it) outlived its "
-                            "callback; copy what you keep with bytes(record). The ring memory "
-                            "stays mapped for the rest of the process.");
+                            "a buffer over a zero-copy record (memoryview, numpy array) "
+                            "outlived its callback; release it (with memoryview(r) as v: ...) "
+                            "or copy with bytes(r). The ring memory stays mapped for the rest "
+                            "of the process.");
             return NULL;
         }
     }
@@ -371,6 +459,7 @@ typedef struct {
     PyBPF_RingBuffer *owner; /* borrowed: the ctx lives and dies with the owner */
     PyObject *callback;      /* strong */
     PyObject *batch;         /* list (strong) in BATCH mode, else NULL */
+    pybpf_packed packed;     /* PACKED mode */
     int mode;
 } pybpf_ring_ctx;
 
@@ -406,6 +495,7 @@ RingBuffer_release(PyBPF_FdObject *o)
             continue; /* libbpf may still hold these pointers; leak with the rings */
         Py_CLEAR(c->callback);
         Py_CLEAR(c->batch);
+        PyMem_Free(c->packed.buf);
         PyMem_Free(c);
     }
     if (!self->pinned)
@@ -428,6 +518,12 @@ pybpf_ring_sample(void *ctx, void *data, size_t size)
     if (c->mode == PYBPF_EV_VIEW) {
         res = pybpf_call_with_view(c->callback, &self->rec, self->record_type, data,
                                    (Py_ssize_t)size, NULL, &self->pinned);
+    } else if (c->mode == PYBPF_EV_PACKED) {
+        if (pybpf_packed_add(&c->packed, data, (Py_ssize_t)size) < 0) {
+            PyErr_NoMemory();
+            return -ENOMEM;
+        }
+        return 0;
     } else {
         b = PyBytes_FromStringAndSize(data, (Py_ssize_t)size);
         if (!b)
@@ -462,6 +558,11 @@ pybpf_ring_flush(PyBPF_RingBuffer *self)
         pybpf_ring_ctx *c = self->ctxs[i];
         PyObject *batch, *res;
 
+        if (c->mode == PYBPF_EV_PACKED) {
+            if (!failed && pybpf_packed_flush(&c->packed, c->callback) < 0)
+                failed = 1;
+            continue;
+        }
         if (c->mode != PYBPF_EV_BATCH || PyList_GET_SIZE(c->batch) == 0)
             continue;
         batch = c->batch;
@@ -484,29 +585,37 @@ pybpf_ring_flush(PyBPF_RingBuffer *self)
     return failed ? -1 : 0;
 }
 
-/* Consume what is there; max <= 0 means no limit.  Returns records or -1. GIL held. */
+/* Consume what is there, in rounds of PYBPF_CHUNK records with batches delivered after each
+ * round (so a batch stays cache-sized and a flood cannot grow it without bound); max <= 0
+ * means until the rings are empty.  Returns records handled or -1.  GIL held. */
 static Py_ssize_t
 pybpf_ring_consume(PyBPF_RingBuffer *self, long max)
 {
+    Py_ssize_t total = 0;
+    size_t want;
     int r;
 
     if (!self->rb)
         return 0;
-    self->count = 0;
     self->stop = 0;
-    r = max > 0 ? ring_buffer__consume_n(self->rb, (size_t)max)
-                : ring_buffer__consume(self->rb);
-    if (PyErr_Occurred()) {
-        /* Records already collected in batches stay for the next call. */
-        return -1;
-    }
-    if (r < 0 && !self->stop && !self->base.closing) {
-        pybpf_err(PYBPF_STATE(self), -r, "ring buffer consume", (PyObject *)self);
-        return -1;
-    }
-    if (pybpf_ring_flush(self) < 0)
-        return -1;
-    return self->count;
+    do {
+        want = PYBPF_CHUNK;
+        if (max > 0 && (size_t)(max - total) < want)
+            want = (size_t)(max - total);
+        self->count = 0;
+        r = ring_buffer__consume_n(self->rb, want);
+        total += self->count;
+        if (PyErr_Occurred())
+            return -1; /* records already collected in batches stay for the next call */
+        if (r < 0 && !self->stop && !self->base.closing) {
+            pybpf_err(PYBPF_STATE(self), -r, "ring buffer consume", (PyObject *)self);
+            return -1;
+        }
+        if (pybpf_ring_flush(self) < 0)
+            return -1;
+    } while (r == (int)want && !self->stop && !self->base.closing &&
+             (max <= 0 || total < max));
+    return total;
 }
 
 static PyObject *
@@ -573,15 +682,18 @@ RingBuffer_add(PyObject *op, PyObject *args)
     PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
     pybpf_state *st = PYBPF_STATE(op);
     int map_fd, mode = PYBPF_EV_BYTES, err = 0;
+    Py_ssize_t item = 0;
     PyObject *cb;
     pybpf_ring_ctx *c, **nctxs;
 
-    if (!PyArg_ParseTuple(args, "iO|i:add", &map_fd, &cb, &mode))
+    if (!PyArg_ParseTuple(args, "iO|in:add", &map_fd, &cb, &mode, &item))
         return NULL;
+    if (mode == PYBPF_EV_PACKED && item <= 0)
+        return PyErr_Format(PyExc_ValueError, "packed delivery needs a record size > 0");
     if (!PyCallable_Check(cb))
         return PyErr_Format(PyExc_TypeError, "callback must be callable, not %.100s",
                             Py_TYPE(cb)->tp_name);
-    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_BATCH)
+    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_PACKED)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
     if (pybpf_enter(&self->base) < 0)
         return NULL;
@@ -595,6 +707,7 @@ RingBuffer_add(PyObject *op, PyObject *args)
     self->ctxs = nctxs;
     c->owner = self;
     c->mode = mode;
+    c->packed.item = item;
     if (mode == PYBPF_EV_BATCH && !(c->batch = PyList_New(0))) {
         PyMem_Free(c);
         pybpf_leave(&self->base);
@@ -789,9 +902,11 @@ RingBuffer_dealloc(PyObject *op)
 
 static PyMethodDef RingBuffer_methods[] = {
     {"add", RingBuffer_add, METH_VARARGS,
-     PyDoc_STR("add(map_fd, callback, mode=0): add a BPF_MAP_TYPE_RINGBUF map to the epoll "
-               "set. mode 0 calls callback(bytes) per record, 1 callback(memoryview) valid "
-               "only during the call, 2 callback(list_of_bytes) once per consume.")},
+     PyDoc_STR("add(map_fd, callback, mode=0, item_size=0): add a BPF_MAP_TYPE_RINGBUF map to "
+               "the epoll set. mode 0 calls callback(bytes) per record, 1 callback(record) "
+               "with a zero-copy buffer valid only during the call, 2 callback(list of bytes) "
+               "per batch, 3 callback(bytes) per batch holding records cut/padded to "
+               "item_size bytes back to back.")},
     {"poll", (PyCFunction)(void (*)(void))RingBuffer_poll, METH_FASTCALL,
      PyDoc_STR("poll(timeout_ms=-1): consume what is there, else wait (GIL released) until "
                "records arrive, the timeout passes or close() is called. Returns records "

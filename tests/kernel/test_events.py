@@ -177,30 +177,74 @@ def test_ringbuf_batch_mode(ring):
     with bpf.RingBuffer(ring.map, batches.append, batch=True) as rb:
         ring.run(100)
         assert rb.poll(1) == 100
-    assert len(batches) == 1 and [seq(r) for r in batches[0]] == list(range(100))
+        ring.run(10000)  # delivered in bounded batches
+        assert rb.poll(1) == 10000
+    assert len(batches[0]) == 100 and [seq(r) for r in batches[0]] == list(range(100))
+    assert max(len(b) for b in batches) <= 4096
+    assert [seq(r) for b in batches for r in b] == list(range(10100))
 
 
-def test_ringbuf_zero_copy_view_is_invalidated(ring):
-    views = []
+def test_ringbuf_batch_with_codecs_decodes_whole_batches(ring):
+    np = pytest.importorskip("numpy")
+
+    class Rec(ctypes.Structure):
+        _fields_ = [("seq", ctypes.c_uint64), ("tid", ctypes.c_uint64)]
+
+    out: dict[str, list] = {"np": [], "struct": [], "ctypes": [], "one": []}
+    dt = np.dtype([("seq", "<u8"), ("tid", "<u8")])
+    with bpf.RingBuffer(ring.map, out["np"].append, batch=True, codec=dt) as rb:
+        ring.run(50)
+        assert rb.poll(1) == 50
+    assert isinstance(out["np"][0], np.ndarray) and out["np"][0]["seq"].tolist() == list(range(50))
+    with bpf.RingBuffer(ring.map, out["struct"].append, batch=True, codec="<QQ") as rb:
+        ring.run(3)
+        assert rb.poll(1) == 3
+    assert [t[0] for t in out["struct"][0]] == [50, 51, 52]
+    with bpf.RingBuffer(ring.map, out["one"].append, batch=True, codec="<Q") as rb:
+        ring.run(2)
+        assert rb.poll(1) == 2
+    assert out["one"] == [[53, 54]]  # cut to the codec's 8 bytes
+    with bpf.RingBuffer(ring.map, out["ctypes"].append, batch=True, codec=Rec) as rb:
+        ring.run(2)
+        assert rb.poll(1) == 2
+    assert [r.seq for r in out["ctypes"][0]] == [55, 56]
+
+
+def test_ringbuf_zero_copy_record_is_invalidated(ring):
+    kept = []
     values = []
 
-    def cb(view):
-        assert isinstance(view, memoryview) and view.readonly and len(view) == 16
-        values.append(seq(view))
-        views.append(view)
+    def cb(rec):
+        assert isinstance(rec, bpf.RingRecord) and rec.valid and len(rec) == 16
+        with memoryview(rec) as mv:
+            assert mv.readonly and mv.nbytes == 16
+        values.append(seq(rec))  # struct.unpack_from takes and releases the buffer
+        assert rec[:8] == struct.pack("<Q", values[-1])
+        kept.append(rec)
 
     with bpf.RingBuffer(ring.map, cb, zero_copy=True) as rb:
         ring.run(3)
         assert rb.poll(1) == 3
     assert values == [0, 1, 2]
-    for v in views:
+    for r in kept:
+        assert not r.valid
+        with pytest.raises(ValueError, match="after its callback"):
+            memoryview(r)
         with pytest.raises(ValueError):
-            bytes(v)
+            bytes(r)
 
 
-def test_ringbuf_zero_copy_kept_slice_raises(ring):
+def test_ringbuf_zero_copy_reuses_record_object(ring):
+    ids = set()
+    with bpf.RingBuffer(ring.map, lambda r: ids.add(id(r)), zero_copy=True) as rb:
+        ring.run(100)
+        assert rb.poll(1) == 100
+    assert len(ids) == 1
+
+
+def test_ringbuf_zero_copy_kept_view_raises(ring):
     kept = []
-    with bpf.RingBuffer(ring.map, lambda v: kept.append(v[:8]), zero_copy=True) as rb:
+    with bpf.RingBuffer(ring.map, lambda r: kept.append(memoryview(r)), zero_copy=True) as rb:
         ring.run(2)
         with pytest.raises(BufferError, match="outlived its callback"):
             rb.poll(1)
@@ -538,8 +582,13 @@ def test_perfbuf_zero_copy_and_batch(perf):
     with bpf.PerfBuffer(perf.map, batches.append, batch=True, codec="<Q") as pb:
         perf.run(4)
         assert pb.poll(1) == 4
+    raw: list[list] = []
+    with bpf.PerfBuffer(perf.map, raw.append, batch=True) as pb:
+        perf.run(2)
+        assert pb.poll(1) == 2
     assert vals == [0, 1, 2]
     assert sorted(x for b in batches for x in b) == [3, 4, 5, 6]
+    assert sorted(seq(r) for b in raw for r in b) == [7, 8]
 
 
 def test_perfbuf_close_wakes_poll_and_validation(perf):
