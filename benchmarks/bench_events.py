@@ -158,6 +158,67 @@ def py_stream(s: Setup, mode: str, seconds: float) -> tuple[float, float]:
     return n / elapsed, (d1 - d0) / max(1, p1 - p0)
 
 
+def load_bcc():
+    """BCC's Python module, if installed (Debian's python3-bpfcc lives outside venvs)."""
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            import bcc  # noqa: F401,F811
+        except Exception:
+            return None
+    return sys.modules["bcc"]
+
+
+class BCCRing:
+    """BCC's own ring buffer path on our map fd: RingBuf.open_ring_buffer's ctypes callback
+    wrapper and BPF.ring_buffer_poll (libbcc's bpf_poll_ringbuf), called as BCC's unbound
+    methods on a stand-in object because BCC cannot compile programs on this machine (it
+    needs kernel headers; the producer comes from our assembler instead)."""
+
+    def __init__(self, bcc, map_fd: int, callback) -> None:
+        self.bcc = bcc
+        self._ringbuf_manager = None
+        self.bpf = self
+        self.map_fd = map_fd
+        self._cbs: dict = {}
+        bcc.table.RingBuf.open_ring_buffer(self, callback)
+
+    def _open_ring_buffer(self, map_fd, fn, ctx=None):
+        self.bcc.BPF._open_ring_buffer(self, map_fd, fn, ctx)
+
+    def poll(self, timeout_ms: int) -> None:
+        self.bcc.BPF.ring_buffer_poll(self, timeout_ms)
+
+    def close(self) -> None:
+        if self._ringbuf_manager:
+            self.bcc.libbcc.lib.bpf_free_ringbuf(self._ringbuf_manager)
+            self._ringbuf_manager = None
+
+
+def bcc_rates(bcc, s: Setup, reps: int) -> list[float]:
+    state = {"n": 0, "bytes": 0}
+
+    def cb(ctx, data, size):  # the usual BCC callback signature
+        state["n"] += 1
+        state["bytes"] += size
+
+    reader = BCCRing(bcc, s.map.fd, cb)
+    rates = []
+    try:
+        for _ in range(reps):
+            s.fill()
+            state["n"] = 0
+            t0 = time.perf_counter()
+            while state["n"] < s.records:
+                reader.poll(1000)
+            rates.append(state["n"] / (time.perf_counter() - t0))
+    finally:
+        reader.close()
+    return rates
+
+
 def make_reader(s: Setup, mode: str):
     state = {"n": 0, "bytes": 0}
 
@@ -237,6 +298,9 @@ def main() -> None:
           f"{bpf.kernel_release()}, {os.cpu_count()} CPUs, {args.records} records x "
           f"{args.reps} reps (median rate)")
     modes = ("callback", "zero-copy", "batch", "batch+np", "records()")
+    bcc = load_bcc()
+    print("BCC:", f"python3-bpfcc {getattr(bcc, '__version__', '?')} (ring buffer rows)" if bcc
+          else "not importable here: no BCC rows")
     print("\n== drain: buffer filled first, then consumed (consumer cost alone; best of reps)")
     print(f"{'buffer':6} {'size':>5} {'consumer':10} {'Mevents/s':>10} {'x C':>6}")
     for kind in ("ring", "perf"):
@@ -245,6 +309,10 @@ def main() -> None:
             try:
                 c = max(c_floor(floor, s, args.reps))
                 print(f"{kind:6} {size:5} {'C libbpf':10} {c / 1e6:10.2f} {1.0:6.2f}", flush=True)
+                if bcc is not None and kind == "ring":
+                    r = max(bcc_rates(bcc, s, args.reps))
+                    print(f"{kind:6} {size:5} {'BCC':10} {r / 1e6:10.2f} {r / c:6.2f}",
+                          flush=True)
                 for mode in modes:
                     r = max(py_rates(s, mode, args.reps))
                     print(f"{kind:6} {size:5} {mode:10} {r / 1e6:10.2f} {r / c:6.2f}",

@@ -79,9 +79,28 @@ class _Codec:
 
 def _resolve_codec(codec: Any) -> _Codec | None:
     """Accept a struct format, a struct.Struct, a ctypes type, a numpy dtype, or an object
-    with ``size`` and ``parse(buffer)`` (the map codec protocol)."""
+    with ``size`` and ``parse(buffer)`` (the map codec protocol).
+
+    When the typed-maps codecs (``bpf.codecs.as_codec``) are available they resolve the spec,
+    so records accept exactly what maps accept (bpf.u32, bpf.cstr(n), ...); batches with a
+    numpy dtype are still decoded into one array.
+    """
     if codec is None:
         return None
+    as_codec = getattr(_codecs_module(), "as_codec", None)
+    if as_codec is not None and not isinstance(codec, struct.Struct):
+        c = as_codec(codec)
+        try:
+            dt = c.dtype
+        except Exception:  # a codec without an exact dtype may raise instead of saying None
+            dt = None
+        if dt is not None:
+            import numpy as np
+
+            batch: Callable[[bytes], Any] = lambda blob: np.frombuffer(blob, dt)  # noqa: E731
+        else:
+            batch = lambda blob: c.decode_array(blob, len(blob) // c.size)  # noqa: E731
+        return _Codec(c.size, c.decode, getattr(c, "name", repr(codec)), batch)
     if hasattr(codec, "size") and hasattr(codec, "parse") and not isinstance(codec, struct.Struct):
         return _Codec(int(codec.size), codec.parse, repr(codec))
     if isinstance(codec, (str, bytes)):
@@ -109,6 +128,12 @@ def _resolve_codec(codec: Any) -> _Codec | None:
                         "a ctypes type, a numpy dtype or an object with size and parse()") from None
     return _Codec(dt.itemsize, lambda b: np.frombuffer(b, dt, count=1)[0], str(dt),
                   lambda blob: np.frombuffer(blob, dt))
+
+
+def _codecs_module() -> Any:
+    from . import codecs
+
+    return codecs
 
 
 def _wrap_callback(callback: Callable[..., Any], codec: _Codec | None, batch: bool,
