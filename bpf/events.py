@@ -179,6 +179,9 @@ class _Reader:
     def _c_consume(self) -> int:
         raise NotImplementedError
 
+    def _c_poll_some(self, timeout_ms: int) -> int:
+        return self._c_poll(timeout_ms)
+
     def _c_close(self) -> None:
         raise NotImplementedError
 
@@ -210,9 +213,6 @@ class _Reader:
                 fut.get_loop().call_soon_threadsafe(_resolve, fut)
         self._c_close()
 
-    def _take(self) -> Any:
-        return self._pending.popleft()
-
     def _check_queued(self, what: str) -> None:
         if not self._queued:
             raise TypeError(f"{what} needs a reader created without a callback (records are "
@@ -225,12 +225,15 @@ class _Reader:
         is closed (also from another thread).  Only for readers created without a callback.
         """
         self._check_queued("records()")
+        pending = self._pending
+        pop = pending.popleft
         while True:
-            while self._pending:
-                yield self._take()
+            while pending:  # records stay queued if the caller stops iterating
+                yield pop()
             if self.closed:
                 return
-            if self.poll(timeout) == 0 and not self._pending:
+            # a bounded round keeps the queue (and the bytes in it) cache-sized
+            if self._c_poll_some(_ms(timeout)) == 0 and not pending:
                 return
 
     async def poll_async(self, timeout: float | None = None) -> int:
@@ -268,9 +271,11 @@ class _Reader:
         return self._aiter()
 
     async def _aiter(self) -> AsyncIterator[Any]:
+        pending = self._pending
+        pop = pending.popleft
         while True:
-            while self._pending:
-                yield self._take()
+            while pending:
+                yield pop()
             if self.closed:
                 return
             await self.poll_async()
@@ -357,6 +362,9 @@ class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
 
     def _c_poll(self, timeout_ms: int) -> int:
         return _bpf.RingBuffer.poll(self, timeout_ms)
+
+    def _c_poll_some(self, timeout_ms: int) -> int:
+        return _bpf.RingBuffer.poll(self, timeout_ms, 4096)
 
     def _c_consume(self) -> int:
         return _bpf.RingBuffer.consume(self)

@@ -754,14 +754,21 @@ RingBuffer_poll(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
     Py_ssize_t n = 0;
     double deadline = 0;
+    long max = 0;
     int ms, w;
 
+    if (nargs == 2) { /* poll(timeout_ms, max): handle at most max records (0: all) */
+        max = PyLong_AsLong(args[1]);
+        if (max == -1 && PyErr_Occurred())
+            return NULL;
+        nargs = 1;
+    }
     if (pybpf_timeout_arg(args, nargs, &ms) < 0)
         return NULL;
     if (pybpf_enter(&self->base) < 0)
         return NULL;
     /* Consume first: when data is waiting this costs no syscall at all. */
-    n = pybpf_ring_consume(self, 0);
+    n = pybpf_ring_consume(self, max);
     while (n == 0 && ms != 0 && !self->stop) {
         w = pybpf_events_wait(&self->base, ms, &deadline);
         if (w <= 0) {
@@ -769,7 +776,7 @@ RingBuffer_poll(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             break;
         }
         /* Ready but nothing consumed (discarded records): wait again within the deadline. */
-        n = pybpf_ring_consume(self, 0);
+        n = pybpf_ring_consume(self, max);
     }
     pybpf_leave(&self->base);
     if (n < 0)
@@ -908,9 +915,9 @@ static PyMethodDef RingBuffer_methods[] = {
                "per batch, 3 callback(bytes) per batch holding records cut/padded to "
                "item_size bytes back to back.")},
     {"poll", (PyCFunction)(void (*)(void))RingBuffer_poll, METH_FASTCALL,
-     PyDoc_STR("poll(timeout_ms=-1): consume what is there, else wait (GIL released) until "
-               "records arrive, the timeout passes or close() is called. Returns records "
-               "handled.")},
+     PyDoc_STR("poll(timeout_ms=-1, max=0): consume what is there (at most max records, 0: "
+               "all), else wait (GIL released) until records arrive, the timeout passes or "
+               "close() is called. Returns records handled.")},
     {"consume", (PyCFunction)(void (*)(void))RingBuffer_consume, METH_FASTCALL,
      PyDoc_STR("consume(max=0): handle available records without waiting (max 0: all).")},
     {"close", RingBuffer_close, METH_NOARGS,
