@@ -30,6 +30,7 @@ typedef struct {
     int mode;
     int stop;                    /* a callback raised or returned < 0: divert to backlog */
     int pinned;
+    int busy;                    /* inside a consume: only one at a time (see ringbuf.c) */
     Py_ssize_t count;
 } PyBPF_PerfBuffer;
 
@@ -164,8 +165,23 @@ pybpf_perf_flush(PyBPF_PerfBuffer *self)
     return 0;
 }
 
+static Py_ssize_t pybpf_perf_consume_locked(PyBPF_PerfBuffer *self);
+
 static Py_ssize_t
 pybpf_perf_consume(PyBPF_PerfBuffer *self)
+{
+    Py_ssize_t n;
+
+    if (pybpf_not_busy(self->busy, "perf buffer") < 0)
+        return -1;
+    self->busy = 1;
+    n = pybpf_perf_consume_locked(self);
+    self->busy = 0;
+    return n;
+}
+
+static Py_ssize_t
+pybpf_perf_consume_locked(PyBPF_PerfBuffer *self)
 {
     int r;
     Py_ssize_t i, n;

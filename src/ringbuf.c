@@ -474,7 +474,22 @@ struct PyBPF_RingBuffer {
     Py_ssize_t count;         /* records seen in the current consume */
     int stop;                 /* a callback returned a negative number */
     int pinned;               /* a zero-copy view escaped: never unmap */
+    int busy;                 /* inside ring_buffer__consume (callbacks may drop the GIL) */
 };
+
+/* libbpf's consumer is single-threaded, and a Python callback can let another thread run (or
+ * call poll() itself): only one consume may run at a time. */
+static int
+pybpf_not_busy(int busy, const char *kind)
+{
+    if (busy) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "%s is already being consumed (by another thread, or a callback "
+                     "called poll/consume/add on its own reader)", kind);
+        return -1;
+    }
+    return 0;
+}
 
 static void
 RingBuffer_release(PyBPF_FdObject *o)
@@ -597,6 +612,9 @@ pybpf_ring_consume(PyBPF_RingBuffer *self, long max)
 
     if (!self->rb)
         return 0;
+    if (pybpf_not_busy(self->busy, "ring buffer") < 0)
+        return -1;
+    self->busy = 1;
     self->stop = 0;
     do {
         want = PYBPF_CHUNK;
@@ -606,16 +624,20 @@ pybpf_ring_consume(PyBPF_RingBuffer *self, long max)
         r = ring_buffer__consume_n(self->rb, want);
         total += self->count;
         if (PyErr_Occurred())
-            return -1; /* records already collected in batches stay for the next call */
+            goto fail; /* records already collected in batches stay for the next call */
         if (r < 0 && !self->stop && !self->base.closing) {
             pybpf_err(PYBPF_STATE(self), -r, "ring buffer consume", (PyObject *)self);
-            return -1;
+            goto fail;
         }
         if (pybpf_ring_flush(self) < 0)
-            return -1;
+            goto fail;
     } while (r == (int)want && !self->stop && !self->base.closing &&
              (max <= 0 || total < max));
+    self->busy = 0;
     return total;
+fail:
+    self->busy = 0;
+    return -1;
 }
 
 static PyObject *
@@ -695,6 +717,8 @@ RingBuffer_add(PyObject *op, PyObject *args)
                             Py_TYPE(cb)->tp_name);
     if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_PACKED)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
+    if (pybpf_not_busy(self->busy, "ring buffer") < 0)
+        return NULL;
     if (pybpf_enter(&self->base) < 0)
         return NULL;
     c = PyMem_Calloc(1, sizeof(*c));

@@ -363,6 +363,58 @@ def test_ringbuf_close_from_another_thread_wakes_poll(ring):
     rb.close()  # idempotent
 
 
+def test_ringbuf_poll_from_own_callback_is_refused(ring):
+    def cb(r):
+        rb.poll(0)
+
+    with bpf.RingBuffer(ring.map, cb) as rb:
+        ring.run(2)
+        with pytest.raises(RuntimeError, match="already being consumed"):
+            rb.poll(1)
+        with pytest.raises(RuntimeError):  # the first record raised; the second is there
+            rb.poll(1)
+
+    def cb_add(r):
+        rb2.add(ring.map, lambda r: None)
+
+    with bpf.RingBuffer(ring.map, cb_add) as rb2:
+        ring.run(1)
+        with pytest.raises(RuntimeError, match="already being consumed"):
+            rb2.poll(1)
+        assert rb2.rings == 1
+
+
+def test_ringbuf_two_threads_polling_deliver_each_record_once(ring):
+    got: list[int] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def cb(r):
+        with lock:
+            got.append(seq(r))
+
+    with bpf.RingBuffer(ring.map, cb) as rb:
+        def reader():
+            while len(got) < 20000:
+                try:
+                    rb.poll(0.05)
+                except RuntimeError:
+                    time.sleep(0)  # the other thread is consuming
+                except BaseException as e:  # pragma: no cover
+                    errors.append(e)
+                    return
+
+        threads = [threading.Thread(target=reader) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(4):
+            ring.run(5000)
+        for t in threads:
+            t.join(10)
+    assert not errors
+    assert sorted(got) == list(range(20000))
+
+
 def test_ringbuf_close_inside_callback(ring):
     rb = bpf.RingBuffer(ring.map, lambda r: rb.close())
     ring.run(3)
