@@ -55,7 +55,11 @@ pybpf_perf_cpu(PyBPF_PerfBuffer *self, int cpu)
     return PyLong_FromLong(cpu);
 }
 
-/* Deliver one record now; returns 0, or -1 with an exception set / stop requested. */
+static int pybpf_perf_flush(PyBPF_PerfBuffer *self);
+
+/* Deliver one record now; returns 0, or -1 with an exception set / stop requested.
+ * Batches are handed over every PYBPF_CHUNK records from inside libbpf's loop (a CPU's
+ * buffer can hold millions of records; a batch should stay cache-sized). */
 static int
 pybpf_perf_deliver(PyBPF_PerfBuffer *self, int cpu, void *data, Py_ssize_t size,
                    PyObject *bytes)
@@ -72,6 +76,8 @@ pybpf_perf_deliver(PyBPF_PerfBuffer *self, int cpu, void *data, Py_ssize_t size,
             PyErr_NoMemory();
             return -1;
         }
+        if (self->packed.len >= PYBPF_CHUNK * self->packed.item)
+            return pybpf_perf_flush(self);
         return 0;
     }
     if (self->mode == PYBPF_EV_BATCH) {
@@ -81,6 +87,8 @@ pybpf_perf_deliver(PyBPF_PerfBuffer *self, int cpu, void *data, Py_ssize_t size,
             return -1;
         r = PyList_Append(self->batch, b);
         Py_DECREF(b);
+        if (r == 0 && PyList_GET_SIZE(self->batch) >= PYBPF_CHUNK)
+            return pybpf_perf_flush(self);
         return r;
     }
     c = pybpf_perf_cpu(self, cpu);
