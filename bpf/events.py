@@ -90,10 +90,12 @@ def _resolve_codec(codec: Any) -> _Codec | None:
     as_codec = getattr(_codecs_module(), "as_codec", None)
     if as_codec is not None and not isinstance(codec, struct.Struct):
         c = as_codec(codec)
-        try:
-            dt = c.dtype
-        except Exception:  # a codec without an exact dtype may raise instead of saying None
-            dt = None
+        dt = None
+        if type(c).__name__ == "NumpyCodec":  # batches of a dtype stay one numpy array
+            try:
+                dt = c.dtype
+            except Exception:
+                dt = None
         if dt is not None:
             import numpy as np
 

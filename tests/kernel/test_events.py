@@ -762,6 +762,38 @@ def test_user_ringbuf_close_wakes_waiting_writer(echo):
         urb.write(b"x")
 
 
+def test_unclosed_perf_and_user_ringbuf_warn(perf, echo):
+    pb = bpf.PerfBuffer(perf.map, lambda c, r: None)
+    with pytest.warns(ResourceWarning):
+        del pb
+        gc.collect()
+    urb = bpf.UserRingBuffer(echo.urb_map)
+    with pytest.warns(ResourceWarning):
+        del urb
+        gc.collect()
+
+
+def test_reader_reprs_and_context_managers(ring, echo):
+    rb = bpf.RingBuffer(ring.map)
+    assert "rings=1" in repr(rb)
+    with rb:
+        pass
+    assert rb.closed and "closed" in repr(rb)
+    with pytest.raises(ValueError):
+        with rb:
+            pass
+    with bpf.UserRingBuffer(echo.urb_map) as urb:
+        assert "fd=" in repr(urb)
+        with pytest.raises(ValueError, match="> 0"):
+            urb.reserve(0)
+        with pytest.raises(bpf.BPFError) as ei:
+            urb.reserve(1 << 20)
+        assert ei.value.errno == 7  # E2BIG: larger than the ring
+        with pytest.raises(TypeError):
+            urb.submit(b"not a sample")
+    assert urb.closed
+
+
 def test_user_ringbuf_wrong_map_type():
     with map_create(RINGBUF, 0, 0, 4096) as m, pytest.raises(bpf.BPFError):
         bpf.UserRingBuffer(m)
