@@ -764,6 +764,9 @@ RingBuffer_add(PyObject *op, PyObject *args)
         if (err == EINVAL)
             return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
                                   "the map must be a BPF_MAP_TYPE_RINGBUF map");
+        if (err == EEXIST)
+            return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
+                                  "this map fd is already in this RingBuffer");
         return pybpf_err(st, err, "ring buffer add", NULL);
     }
     c->callback = Py_NewRef(cb);

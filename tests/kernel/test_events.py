@@ -794,6 +794,24 @@ def test_reader_reprs_and_context_managers(ring, echo):
     assert urb.closed
 
 
+def test_readers_leak_no_fds(ring, perf, echo):
+    def nfds():
+        return len(os.listdir("/proc/self/fd"))
+
+    other = map_create(RINGBUF, 0, 0, 4096)
+    before = nfds()
+    for _ in range(30):
+        bpf.RingBuffer([ring.map, other], lambda r: None).close()
+        with pytest.raises(bpf.BPFError, match="already in this RingBuffer"):
+            bpf.RingBuffer([ring.map, ring.map], lambda r: None)
+        bpf.PerfBuffer(perf.map, lambda c, r: None, pages=1).close()
+        bpf.UserRingBuffer(echo.urb_map).close()
+        with pytest.raises(bpf.BPFError):
+            bpf.RingBuffer(perf.map, lambda r: None)
+    assert nfds() == before
+    other.close()
+
+
 def test_user_ringbuf_wrong_map_type():
     with map_create(RINGBUF, 0, 0, 4096) as m, pytest.raises(bpf.BPFError):
         bpf.UserRingBuffer(m)
