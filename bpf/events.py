@@ -19,7 +19,6 @@ __all__ = ["RingBuffer", "PerfBuffer", "UserRingBuffer", "RingRecord"]
 
 #: The zero-copy record / user ring buffer sample type (supports the buffer protocol).
 RingRecord = _bpf._RingRecord
-_RecordT = _bpf._RingRecord
 
 # Delivery modes of the C readers.
 _BYTES, _VIEW, _BATCH, _PACKED = 0, 1, 2, 3
@@ -302,12 +301,15 @@ def _resolve(fut: asyncio.Future[None]) -> None:
 class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
     """Read records from one or more BPF_MAP_TYPE_RINGBUF maps through one epoll set.
 
-    ``callback(record)`` is called for each record; without a callback records are queued and
-    read with ``records()`` or ``async for``.  ``codec`` (struct format, ctypes type, numpy
-    dtype, or an object with size/parse) decodes each record.  ``zero_copy=True`` passes a
-    read-only memoryview into the ring that is valid only during the callback (it is released
-    afterwards; keeping a slice of it raises BufferError).  ``batch=True`` calls
-    ``callback(list_of_records)`` once per poll instead, which is faster at high rates.
+    ``callback(record)`` is called for each record (``bytes``); without a callback records
+    are queued and read with ``records()`` or ``async for``.  ``codec`` (struct format, ctypes
+    type, numpy dtype, or an object with size/parse) decodes each record.  ``zero_copy=True``
+    passes a read-only :data:`RingRecord` over the ring memory, valid only during the callback
+    (later access raises ValueError; a memoryview of it still held when the callback returns
+    raises BufferError).  ``batch=True`` calls ``callback(records)`` once per round of up to
+    4096 records instead, which is much faster at high rates; with a codec the whole batch is
+    decoded at once (a numpy array for a dtype).  A callback that raises or returns a negative
+    number stops the poll; the remaining records stay for the next one.
 
     The reader is a context manager; ``close()`` frees the rings and wakes a blocked poll.
     """
