@@ -812,6 +812,19 @@ def test_readers_leak_no_fds(ring, perf, echo):
     other.close()
 
 
+def test_readers_take_bpf_map_objects(ring):
+    """bpf.Map (or anything with fileno()) works wherever a map fd does."""
+    with bpf.Map.create(bpf.MapType.RINGBUF, 0, 0, 4096) as m, \
+            bpf.Map.create(bpf.MapType.USER_RINGBUF, 0, 0, 4096) as u, \
+            bpf.Map.create(bpf.MapType.PERF_EVENT_ARRAY, 4, 4, bpf.possible_cpus()) as p:
+        with bpf.RingBuffer([m, ring.map], lambda r: None) as rb:
+            assert rb.rings == 2 and rb.ring_info(0)["size"] == 4096
+        with bpf.UserRingBuffer(u) as urb:
+            urb.write(b"12345678")
+        with bpf.PerfBuffer(p, lambda c, r: None, pages=1) as pb:
+            assert pb.consume() == 0
+
+
 def test_user_ringbuf_wrong_map_type():
     with map_create(RINGBUF, 0, 0, 4096) as m, pytest.raises(bpf.BPFError):
         bpf.UserRingBuffer(m)
