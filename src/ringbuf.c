@@ -374,7 +374,8 @@ pybpf_events_wait(PyBPF_FdObject *o, int timeout_ms, double *deadline)
     }
 }
 
-/* Build the reader's own epoll fd holding libbpf's epoll fd and a fresh eventfd. */
+/* Build the reader's own epoll fd holding libbpf's epoll fd (inner, unless < 0) and a fresh
+ * eventfd for close() to wake waiters. */
 static int
 pybpf_events_epoll(pybpf_state *st, int inner, int events, int *efd_out)
 {
@@ -404,7 +405,7 @@ pybpf_events_epoll(pybpf_state *st, int inner, int events, int *efd_out)
     }
     ev.events = events;
     ev.data.u64 = 0;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, inner, &ev) < 0)
+    if (inner >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, inner, &ev) < 0)
         goto fail;
     ev.events = EPOLLIN;
     ev.data.u64 = PYBPF_WAKE_TAG;
@@ -645,7 +646,7 @@ RingBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyBPF_RingBuffer *self;
     pybpf_state *st = pybpf_state_from_type(tp);
-    int ep, efd = -1;
+    int ep, efd;
 
     if ((kw && PyDict_GET_SIZE(kw)) || PyTuple_GET_SIZE(args) != 0) {
         PyErr_Format(PyExc_TypeError, "%s() takes no arguments; add maps with add()",
@@ -664,33 +665,10 @@ RingBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     }
     /* libbpf creates its epoll fd with the first ring (ring_buffer__new needs a map), so
      * ours holds only the wake eventfd until add() nests libbpf's in. */
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep >= 0 && ep == 0) {
-        int nfd = fcntl(ep, F_DUPFD_CLOEXEC, 1);
-        close(ep);
-        ep = nfd;
-    }
+    ep = pybpf_events_epoll(st, -1, 0, &efd);
     if (ep < 0) {
-        pybpf_err(st, errno, "epoll_create1", NULL);
         Py_DECREF(self);
         return NULL;
-    }
-    efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (efd < 0) {
-        pybpf_err(st, errno, "eventfd", NULL);
-        close(ep);
-        Py_DECREF(self);
-        return NULL;
-    }
-    {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = PYBPF_WAKE_TAG};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev) < 0) {
-            pybpf_err(st, errno, "epoll_ctl", NULL);
-            close(ep);
-            close(efd);
-            Py_DECREF(self);
-            return NULL;
-        }
     }
     pybpf_fd_init(&self->base, ep, 1, "ring buffer");
     self->efd = efd;
