@@ -485,6 +485,46 @@ def test_ringbuf_asyncio_while_loop_serves_other_tasks(ring):
     assert ticks >= 10
 
 
+def test_poll_async_timeout_and_callbacks(ring):
+    got: list[int] = []
+
+    async def main():
+        with bpf.RingBuffer(ring.map, lambda r: got.append(seq(r))) as rb:
+            t = time.monotonic()
+            assert await rb.poll_async(0.1) == 0
+            waited = time.monotonic() - t
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.05, ring.run, 3)
+            n = 0
+            while n < 3:
+                n += await rb.poll_async(2.0)
+            return waited
+
+    assert 0.09 <= asyncio.run(main()) < 1.0
+    assert got == [0, 1, 2]
+
+
+def test_ctrl_c_interrupts_records_and_user_ringbuf_wait(ring, echo):
+    with bpf.RingBuffer(ring.map) as rb:
+        th = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+        th.start()
+        with pytest.raises(KeyboardInterrupt):
+            for _ in rb.records():
+                pass
+        th.join()
+    with bpf.UserRingBuffer(echo.urb_map) as urb:
+        with pytest.raises(bpf.BPFError):
+            while True:
+                urb.write(bytes(504), timeout=0)
+        th = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+        th.start()
+        t = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            urb.write(bytes(504), timeout=None)
+        assert time.monotonic() - t < 2.0
+        th.join()
+
+
 def test_poll_async_returns_when_closed(ring):
     async def main():
         rb = bpf.RingBuffer(ring.map)
