@@ -11,7 +11,10 @@ same map and program fds and does the same work per record (count, sum of sizes)
 
 Python consumers: "callback" (a Python function per record, bytes), "zero-copy" (memoryview
 per record), "batch" (a Python function per poll with a list of bytes), "records()" (the
-iterator).  Prints the median rate of each and the ratio to C.
+iterator).  Prints the best rate of the repetitions (the machine is shared, so the best
+run is the least disturbed one) and the ratio to C.  A second table streams: a producer
+thread runs the program in a loop while the consumer polls (rates, ratio to C, drops).
+BCC (python3-bpfcc) rows appear when it is importable.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -296,7 +298,7 @@ def main() -> None:
     floor = build_floor()
     print(f"bpf {bpf.__version__}, libbpf {bpf.libbpf_version()}, kernel "
           f"{bpf.kernel_release()}, {os.cpu_count()} CPUs, {args.records} records x "
-          f"{args.reps} reps (median rate)")
+          f"{args.reps} reps")
     modes = ("callback", "zero-copy", "batch", "batch+np", "records()")
     bcc = load_bcc()
     print("BCC:", f"python3-bpfcc {getattr(bcc, '__version__', '?')} (ring buffer rows)" if bcc
