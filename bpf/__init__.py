@@ -32,7 +32,9 @@ from . import features  # noqa: F401
 
 __version__ = "0.1.0"
 
-from . import maps as _maps, codecs as _codecs, programs as _programs  # noqa: E402
+# bpf.maps() and bpf.programs() (bpf.introspect) shadow the submodules of the same names.
+_maps, _programs = (__import__("sys").modules[f"{__name__}.{_m}"] for _m in ("maps", "programs"))
+from . import codecs as _codecs  # noqa: E402
 from . import links as _links, events as _events, btf as _btf  # noqa: E402
 from . import typed as _typed, introspect as _introspect  # noqa: E402
 
