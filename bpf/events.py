@@ -21,7 +21,7 @@ __all__ = ["RingBuffer", "PerfBuffer", "UserRingBuffer", "RingRecord"]
 RingRecord = _bpf._RingRecord
 
 # Delivery modes of the C readers.
-_BYTES, _VIEW, _BATCH, _PACKED = 0, 1, 2, 3
+_BYTES, _VIEW, _BATCH, _PACKED, _VIEWBATCH = 0, 1, 2, 3, 4
 
 
 class _HasFileno(Protocol):
@@ -148,6 +148,37 @@ def _wrap_callback(callback: Callable[..., Any], codec: _Codec | None, batch: bo
     if with_cpu:
         return (lambda cpu, r: callback(cpu, codec(r))), _BYTES, 0
     return (lambda r: callback(codec(r))), _BYTES, 0
+
+
+def _view_batch(callback: Callable[..., Any], codec: Any) -> tuple[Callable[..., Any], int]:
+    """(C callback, record size) for zero-copy batches: the C layer passes a buffer over a run
+    of records in the ring, each behind its 8-byte header (stride round_up(size + 8, 8));
+    the callback gets a read-only numpy array viewing them in place."""
+    try:
+        import numpy as np
+
+        dt = np.dtype(codec)
+    except Exception:
+        raise TypeError("zero_copy with batch=True needs a numpy dtype codec (the records are "
+                        "handed over as a numpy view of the ring)") from None
+    stride = (dt.itemsize + 8 + 7) // 8 * 8
+    if dt.names is None:
+        padded = np.dtype({"names": ["v"], "formats": [dt], "offsets": [8], "itemsize": stride})
+
+        def view_plain(buf: Any) -> Any:
+            return callback(np.frombuffer(buf, padded)["v"])
+
+        return view_plain, dt.itemsize
+    fields = dt.fields or {}
+    padded = np.dtype({"names": list(dt.names),
+                       "formats": [fields[n][0] for n in dt.names],
+                       "offsets": [fields[n][1] + 8 for n in dt.names],
+                       "itemsize": stride})
+
+    def view_struct(buf: Any) -> Any:
+        return callback(np.frombuffer(buf, padded))
+
+    return view_struct, dt.itemsize
 
 
 def _queue_sink(pending: collections.deque[Any], codec: _Codec | None
@@ -357,9 +388,14 @@ class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
             return
         if self._queued:
             raise ValueError("cannot mix queued maps with callback maps in one RingBuffer")
+        if zero_copy and batch:
+            cb, item = _view_batch(callback, codec)
+            super().add(_map_fd(map), cb, _VIEWBATCH, item)
+            return
         if zero_copy:
-            if batch or dec is not None:
-                raise ValueError("zero_copy records are raw buffers: no batch, no codec")
+            if dec is not None:
+                raise ValueError("zero_copy records are raw buffers: decode them in the "
+                                 "callback, or use batch=True with a numpy dtype")
             super().add(_map_fd(map), callback, _VIEW, 0)
             return
         super().add(_map_fd(map), *_wrap_callback(callback, dec, batch, False))

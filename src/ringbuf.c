@@ -20,6 +20,7 @@
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define PYBPF_WAKE_TAG UINT64_MAX /* epoll data of the close() eventfd */
@@ -209,6 +210,10 @@ enum {
     PYBPF_EV_BATCH = 2, /* records collected as bytes, callback(list) once per consume */
     PYBPF_EV_PACKED = 3, /* fixed-size records copied back to back, callback(bytes) once per
                           * consume: decoding is then one numpy/struct call for the batch */
+    PYBPF_EV_VIEWBATCH = 4, /* ring buffer only: callback(record) over a run of fixed-size
+                             * records in the ring itself, headers included (stride
+                             * round_up(size + 8, 8)), valid during the call: a numpy view of
+                             * a whole batch with no copy at all (see pybpf_own_consume) */
 };
 
 #define PYBPF_CHUNK 4096 /* records per consume round: batches stay cache-sized */
@@ -462,6 +467,14 @@ typedef struct {
     PyObject *batch;         /* list (strong) in BATCH mode, else NULL */
     pybpf_packed packed;     /* PACKED mode */
     int mode;
+    int lib_index;           /* index in libbpf's ring_buffer, -1 for VIEWBATCH rings */
+    /* VIEWBATCH rings are mapped by us (libbpf gives no access to the data pointer nor a way
+     * to advance the consumer position after a batch): the same layout libbpf maps. */
+    unsigned long *consumer_pos; /* RW page */
+    unsigned long *producer_pos; /* first RO page */
+    char *data;                  /* RO data, mapped twice back to back */
+    size_t mask, page;
+    Py_ssize_t stride;           /* round_up(item + 8, 8) */
 } pybpf_ring_ctx;
 
 struct PyBPF_RingBuffer {
@@ -476,6 +489,7 @@ struct PyBPF_RingBuffer {
     int stop;                 /* a callback returned a negative number */
     int pinned;               /* a zero-copy view escaped: never unmap */
     int busy;                 /* inside ring_buffer__consume (callbacks may drop the GIL) */
+    int nlib;                 /* rings added to libbpf's ring_buffer */
 };
 
 /* libbpf's consumer is single-threaded, and a Python callback can let another thread run (or
@@ -512,6 +526,10 @@ RingBuffer_release(PyBPF_FdObject *o)
         Py_CLEAR(c->callback);
         Py_CLEAR(c->batch);
         PyMem_Free(c->packed.buf);
+        if (c->consumer_pos)
+            munmap(c->consumer_pos, c->page);
+        if (c->producer_pos)
+            munmap(c->producer_pos, c->page + 2 * (c->mask + 1));
         PyMem_Free(c);
     }
     if (!self->pinned)
@@ -601,6 +619,149 @@ pybpf_ring_flush(PyBPF_RingBuffer *self)
     return failed ? -1 : 0;
 }
 
+/* ---- VIEWBATCH rings: our own consumer over the kernel's ring layout -------------------------
+ * Layout (uapi): page 0 holds consumer_pos (we write it), page 1 producer_pos, then the data,
+ * mapped twice in a row so that anything up to the ring's size starting anywhere in the first
+ * copy is contiguous.  Each record: a u32 length (BUSY bit while reserved, DISCARD bit), a u32
+ * page offset, then the data; records start at multiples of 8.  Ordering as in libbpf: the
+ * positions and length words are read with load-acquire (the kernel publishes with
+ * store-release) and our consumer_pos is written with store-release after the callback. */
+
+#define PYBPF_LOAD_ACQ(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define PYBPF_STORE_REL(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+
+static int
+pybpf_own_map(pybpf_state *st, pybpf_ring_ctx *c, int map_fd, Py_ssize_t item)
+{
+    struct bpf_map_info info;
+    __u32 len = sizeof(info);
+    long page = sysconf(_SC_PAGESIZE);
+    void *p;
+
+    memset(&info, 0, sizeof(info));
+    if (bpf_map_get_info_by_fd(map_fd, &info, &len) < 0) {
+        pybpf_err(st, errno, "ring buffer add", NULL);
+        return -1;
+    }
+    if (info.type != BPF_MAP_TYPE_RINGBUF) {
+        pybpf_err_with(st, NULL, EINVAL, "ring buffer add", NULL,
+                       "the map must be a BPF_MAP_TYPE_RINGBUF map");
+        return -1;
+    }
+    c->page = (size_t)page;
+    c->mask = info.max_entries - 1;
+    c->stride = (item + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8;
+    if (c->stride > (Py_ssize_t)info.max_entries) {
+        PyErr_Format(PyExc_ValueError, "records of %zd bytes do not fit a %u-byte ring", item,
+                     info.max_entries);
+        return -1;
+    }
+    p = mmap(NULL, c->page, PROT_READ | PROT_WRITE, MAP_SHARED, map_fd, 0);
+    if (p == MAP_FAILED) {
+        pybpf_err(st, errno, "ring buffer mmap", NULL);
+        return -1;
+    }
+    c->consumer_pos = p;
+    p = mmap(NULL, c->page + 2 * (size_t)info.max_entries, PROT_READ, MAP_SHARED, map_fd,
+             (off_t)c->page);
+    if (p == MAP_FAILED) {
+        int err = errno;
+        munmap(c->consumer_pos, c->page);
+        c->consumer_pos = NULL;
+        pybpf_err(st, err, "ring buffer mmap", NULL);
+        return -1;
+    }
+    c->producer_pos = p;
+    c->data = (char *)p + c->page;
+    return 0;
+}
+
+/* Hand [start, start + n * stride) to the callback as one zero-copy record, or a lone
+ * record of another size as a copy laid out the same way; then release the consumed space. */
+static int
+pybpf_own_deliver(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, char *start, Py_ssize_t n,
+                  unsigned long cons, const char *odd, Py_ssize_t odd_len)
+{
+    PyObject *res;
+
+    if (odd) {
+        /* A record whose size differs from the batch's: copy it, cut or zero-padded to the
+         * item size, behind a header, so the callback sees the same layout. */
+        Py_ssize_t item = c->stride - BPF_RINGBUF_HDR_SZ;
+        PyObject *b = PyBytes_FromStringAndSize(NULL, c->stride);
+        if (!b)
+            return -1;
+        memset(PyBytes_AS_STRING(b), 0, c->stride);
+        memcpy(PyBytes_AS_STRING(b) + BPF_RINGBUF_HDR_SZ, odd, odd_len < item ? odd_len : item);
+        res = PyObject_CallOneArg(c->callback, b);
+        Py_DECREF(b);
+    } else {
+        res = pybpf_call_with_view(c->callback, &self->rec, self->record_type, start,
+                                   n * c->stride, NULL, &self->pinned);
+    }
+    /* The batch counts as handled even if the callback raised (as for single records). */
+    PYBPF_STORE_REL(c->consumer_pos, cons);
+    self->count += odd ? 1 : n;
+    if (!res)
+        return -1;
+    if (pybpf_cb_wants_stop(res))
+        self->stop = 1;
+    Py_DECREF(res);
+    return 0;
+}
+
+static int
+pybpf_own_consume(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, Py_ssize_t max)
+{
+    unsigned long cons = PYBPF_LOAD_ACQ(c->consumer_pos), prod, run_start;
+    Py_ssize_t n, item = c->stride - BPF_RINGBUF_HDR_SZ, done = 0;
+    __u32 len, dlen;
+    char *hdr;
+
+    while (!self->stop && !self->base.closing && (max <= 0 || done < max)) {
+        prod = PYBPF_LOAD_ACQ(c->producer_pos);
+        if (cons >= prod)
+            return 0;
+        run_start = cons;
+        n = 0;
+        while (cons < prod && n < PYBPF_CHUNK && (max <= 0 || done + n < max)) {
+            hdr = c->data + (cons & c->mask);
+            len = PYBPF_LOAD_ACQ((__u32 *)hdr);
+            if (len & BPF_RINGBUF_BUSY_BIT)
+                break; /* not committed yet: later records wait behind it */
+            dlen = len & ~(__u32)(BPF_RINGBUF_BUSY_BIT | BPF_RINGBUF_DISCARD_BIT);
+            if ((len & BPF_RINGBUF_DISCARD_BIT) || (Py_ssize_t)dlen != item) {
+                unsigned long next = cons + ((dlen + BPF_RINGBUF_HDR_SZ + 7) / 8 * 8);
+                if (n > 0)
+                    break; /* deliver the run first */
+                if (len & BPF_RINGBUF_DISCARD_BIT) {
+                    cons = next;
+                    PYBPF_STORE_REL(c->consumer_pos, cons);
+                    run_start = cons;
+                    continue;
+                }
+                if (pybpf_own_deliver(self, c, NULL, 0, next, hdr + BPF_RINGBUF_HDR_SZ,
+                                      dlen) < 0)
+                    return -1;
+                cons = next;
+                done++;
+                if (self->stop)
+                    return 0;
+                run_start = cons;
+                continue;
+            }
+            cons += c->stride;
+            n++;
+        }
+        if (n == 0)
+            return 0; /* busy record at the head */
+        if (pybpf_own_deliver(self, c, c->data + (run_start & c->mask), n, cons, NULL, 0) < 0)
+            return -1;
+        done += n;
+    }
+    return 0;
+}
+
 /* Consume what is there, in rounds of PYBPF_CHUNK records with batches delivered after each
  * round (so a batch stays cache-sized and a flood cannot grow it without bound); max <= 0
  * means until the rings are empty.  Returns records handled or -1.  GIL held. */
@@ -611,12 +772,27 @@ pybpf_ring_consume(PyBPF_RingBuffer *self, long max)
     size_t want;
     int r;
 
-    if (!self->rb)
-        return 0;
+    Py_ssize_t i;
+
     if (pybpf_not_busy(self->busy, "ring buffer") < 0)
         return -1;
     self->busy = 1;
     self->stop = 0;
+    self->count = 0;
+    for (i = 0; i < self->nctx && !self->stop; i++) {
+        pybpf_ring_ctx *c = self->ctxs[i];
+        if (c->lib_index >= 0)
+            continue;
+        if (pybpf_own_consume(self, c, max > 0 ? max - total : 0) < 0) {
+            total += self->count;
+            goto fail;
+        }
+    }
+    total += self->count;
+    if (!self->rb || self->stop || (max > 0 && total >= max)) {
+        self->busy = 0;
+        return total;
+    }
     do {
         want = PYBPF_CHUNK;
         if (max > 0 && (size_t)(max - total) < want)
@@ -688,12 +864,12 @@ RingBuffer_add(PyObject *op, PyObject *args)
 
     if (!PyArg_ParseTuple(args, "iO|in:add", &map_fd, &cb, &mode, &item))
         return NULL;
-    if (mode == PYBPF_EV_PACKED && item <= 0)
-        return PyErr_Format(PyExc_ValueError, "packed delivery needs a record size > 0");
+    if ((mode == PYBPF_EV_PACKED || mode == PYBPF_EV_VIEWBATCH) && item <= 0)
+        return PyErr_Format(PyExc_ValueError, "batch delivery needs a record size > 0");
     if (!PyCallable_Check(cb))
         return PyErr_Format(PyExc_TypeError, "callback must be callable, not %.100s",
                             Py_TYPE(cb)->tp_name);
-    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_PACKED)
+    if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_VIEWBATCH)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
     if (pybpf_not_busy(self->busy, "ring buffer") < 0)
         return NULL;
@@ -714,6 +890,26 @@ RingBuffer_add(PyObject *op, PyObject *args)
         PyMem_Free(c);
         pybpf_leave(&self->base);
         return NULL;
+    }
+    c->lib_index = -1;
+    if (mode == PYBPF_EV_VIEWBATCH) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
+        if (pybpf_own_map(st, c, map_fd, item) < 0) {
+            PyMem_Free(c);
+            pybpf_leave(&self->base);
+            return NULL;
+        }
+        if (epoll_ctl(self->base.fd, EPOLL_CTL_ADD, map_fd, &ev) < 0) {
+            err = errno;
+            munmap(c->consumer_pos, c->page);
+            munmap(c->producer_pos, c->page + 2 * (c->mask + 1));
+            PyMem_Free(c);
+            pybpf_leave(&self->base);
+            return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
+                                  err == EEXIST ? "this map fd is already in this RingBuffer"
+                                                : NULL);
+        }
+        goto added;
     }
     /* Map info lookup and mmap are syscalls, but quick and non-blocking; the GIL is kept
      * because the ring_buffer struct must not change under a concurrent consume. */
@@ -747,6 +943,8 @@ RingBuffer_add(PyObject *op, PyObject *args)
                                   "this map fd is already in this RingBuffer");
         return pybpf_err(st, err, "ring buffer add", NULL);
     }
+    c->lib_index = self->nlib++;
+added:
     c->callback = Py_NewRef(cb);
     self->ctxs[self->nctx++] = c;
     pybpf_leave(&self->base);
@@ -832,11 +1030,19 @@ RingBuffer_ring_info(PyObject *op, PyObject *arg)
         return NULL;
     if (pybpf_enter(&self->base) < 0)
         return NULL;
-    if (i < 0 || i >= self->nctx || !self->rb) {
+    if (i < 0 || i >= self->nctx) {
         pybpf_leave(&self->base);
         return PyErr_Format(PyExc_IndexError, "ring index %zd out of range", i);
     }
-    r = ring_buffer__ring(self->rb, (unsigned int)i);
+    if (self->ctxs[i]->lib_index < 0) {
+        pybpf_ring_ctx *c = self->ctxs[i];
+        unsigned long cp = PYBPF_LOAD_ACQ(c->consumer_pos), pp = PYBPF_LOAD_ACQ(c->producer_pos);
+        res = Py_BuildValue("{s:k,s:k,s:n,s:n}", "consumer_pos", cp, "producer_pos", pp,
+                            "avail", (Py_ssize_t)(pp - cp), "size", (Py_ssize_t)(c->mask + 1));
+        pybpf_leave(&self->base);
+        return res;
+    }
+    r = ring_buffer__ring(self->rb, (unsigned int)self->ctxs[i]->lib_index);
     res = Py_BuildValue("{s:k,s:k,s:n,s:n}", "consumer_pos", ring__consumer_pos(r),
                         "producer_pos", ring__producer_pos(r), "avail",
                         (Py_ssize_t)ring__avail_data_size(r), "size",

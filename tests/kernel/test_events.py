@@ -263,6 +263,82 @@ def test_ringbuf_zero_copy_kept_view_raises(ring):
     kept.clear()
 
 
+def test_ringbuf_zero_copy_numpy_batches(ring):
+    np = pytest.importorskip("numpy")
+    dt = np.dtype([("seq", "<u8"), ("tid", "<u8")])
+    got: list[int] = []
+    sizes: list[int] = []
+
+    def cb(arr):
+        assert arr.dtype.names == ("seq", "tid") and not arr.flags.writeable
+        sizes.append(len(arr))
+        got.extend(arr["seq"].tolist())
+
+    with bpf.RingBuffer(ring.map, cb, batch=True, zero_copy=True, codec=dt) as rb:
+        ring.run(10000)
+        n = 0
+        while n < 10000:
+            n += rb.poll(1)
+        info = rb.ring_info(0)
+        assert info["consumer_pos"] == info["producer_pos"] == 10000 * 24
+        assert rb.consume() == 0
+    assert got == list(range(10000))
+    assert max(sizes) <= 4096
+    # a plain dtype: the array views that field of every record
+    plain: list[list[int]] = []
+    with bpf.RingBuffer(ring.map, lambda a: plain.append(a.tolist()), batch=True,
+                        zero_copy=True, codec=np.dtype("V16")) as rb:
+        ring.run(2)
+        assert rb.poll(1) == 2
+    assert [struct.unpack("<Q", bytes(v)[:8])[0] for v in plain[0]] == [10000, 10001]
+
+
+@pytest.mark.parametrize("mode", ["callback", "zero-copy batch"])
+def test_ringbuf_discarded_records_are_skipped(mode):
+    np = pytest.importorskip("numpy")
+    ring_map = map_create(RINGBUF, 0, 0, 1 << 16)
+    counter = map_create(ARRAY, 4, 16, 1)
+    prog = prog_load(PROG_XDP, ringbuf_producer(ring_map, counter, 16, discard_odd=True))
+    try:
+        got: list[int] = []
+        if mode == "callback":
+            rb = bpf.RingBuffer(ring_map, lambda r: got.append(seq(r)))
+        else:
+            rb = bpf.RingBuffer(ring_map, lambda a: got.extend(a["f0"].tolist()), batch=True,
+                                zero_copy=True, codec=np.dtype("<u8,<u8"))
+        with rb:
+            assert run(prog, repeat=101) == 2
+            n = 0
+            while n < 51:
+                n += rb.poll(1)
+            assert rb.poll(0.05) == 0
+            assert rb.ring_info(0)["avail"] == 0
+        assert got == list(range(0, 101, 2))
+    finally:
+        for f in (prog, counter, ring_map):
+            f.close()
+
+
+def test_ringbuf_zero_copy_numpy_batch_rules(ring):
+    np = pytest.importorskip("numpy")
+    kept = []
+    with bpf.RingBuffer(ring.map, kept.append, batch=True, zero_copy=True,
+                        codec=np.dtype("<u8,<u8")) as rb:
+        ring.run(3)
+        with pytest.raises(BufferError, match="outlived its callback"):
+            rb.poll(1)
+    kept.clear()
+    # records of another size than the dtype are copied (cut or padded), not viewed
+    got: list[int] = []
+    with bpf.RingBuffer(ring.map, lambda a: got.extend(a.tolist()), batch=True,
+                        zero_copy=True, codec="<Q") as rb:
+        ring.run(3)
+        assert rb.poll(1) == 3
+    assert got == [3, 4, 5]
+    with pytest.raises(TypeError, match="numpy dtype"):
+        bpf.RingBuffer(ring.map, print, batch=True, zero_copy=True, codec=object())
+
+
 def test_ringbuf_records_iterator_with_codecs(ring):
     class Rec(ctypes.Structure):
         _fields_ = [("seq", ctypes.c_uint64), ("tid", ctypes.c_uint64)]

@@ -215,7 +215,7 @@ class Asm:
 
 # Helper ids
 MAP_LOOKUP, PERF_OUTPUT, PID_TGID = 1, 25, 14
-RB_OUTPUT, RB_RESERVE, RB_SUBMIT = 130, 131, 132
+RB_OUTPUT, RB_RESERVE, RB_SUBMIT, RB_DISCARD = 130, 131, 132, 133
 DYNPTR_READ, USER_RB_DRAIN = 201, 209
 BPF_F_CURRENT_CPU = -1  # as a 32-bit mov: zero-extended to 0xffffffff
 
@@ -237,15 +237,20 @@ def _epilogue(a: Asm, ret: int) -> None:
 
 
 def ringbuf_producer(ring: Fd, counter: Fd, size: int = 16, pid: int | None = None,
-                     ret: int = 2) -> bytes:
-    """Reserve `size` bytes, write (seq, tid), submit; count failed reservations."""
+                     ret: int = 2, discard_odd: bool = False) -> bytes:
+    """Reserve `size` bytes, write (seq, tid), submit (or discard odd sequence numbers);
+    count failed reservations."""
     a = Asm()
     _prologue(a, counter, pid)
     a.ld_map(1, ring).mov(2, size).mov(3, 0).call(RB_RESERVE).jeq(0, 0, "drop")
     a.stx(8, 0, 0, 8)
     if size >= 16:
         a.stx(8, 0, 8, 9)
-    a.movr(1, 0).mov(2, 0).call(RB_SUBMIT)
+    a.movr(1, 0).mov(2, 0)
+    if discard_odd:
+        a.movr(3, 8).raw(0x57, 3, imm=1).jeq(3, 0, "submit").call(RB_DISCARD).ja("out")
+        a.label("submit")
+    a.call(RB_SUBMIT)
     _epilogue(a, ret)
     return a.bytes()
 
