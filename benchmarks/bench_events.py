@@ -9,9 +9,11 @@ and draining after measures the consumer alone: the quantity Python can change. 
 (benchmarks/c/events_floor.c, built here against the vendored libbpf archives) receives the
 same map and program fds and does the same work per record (count, sum of sizes).
 
-Python consumers: "callback" (a Python function per record, bytes), "zero-copy" (memoryview
-per record), "batch" (a Python function per poll with a list of bytes), "records()" (the
-iterator).  Prints the best rate of the repetitions (the machine is shared, so the best
+Python consumers: "callback" (a Python function per record, bytes), "zero-copy" (a
+RingRecord buffer per record), "batch" (a Python function per batch with a list of bytes),
+"batch+np" (per batch, records copied back to back and decoded by one np.frombuffer),
+"zc-batch+np" (ring buffers: per batch, a numpy view of the records in the ring, no copy),
+"records()" (the iterator).  Prints the best rate of the repetitions (the machine is shared, so the best
 run is the least disturbed one) and the ratio to C.  A second table streams: a producer
 thread runs the program in a loop while the consumer polls (rates, ratio to C, drops).
 BCC (python3-bpfcc) rows appear when it is importable.
@@ -249,6 +251,8 @@ def make_reader(s: Setup, mode: str):
             return bpf.RingBuffer(s.map, cb_batch, batch=True)
         if mode == "batch+np":
             return bpf.RingBuffer(s.map, cb_batch, batch=True, codec=dt)
+        if mode == "zc-batch+np":
+            return bpf.RingBuffer(s.map, cb_batch, batch=True, zero_copy=True, codec=dt)
         return bpf.RingBuffer(s.map)
     kw = {"pages": s.pages}
     if mode == "callback":
@@ -299,7 +303,7 @@ def main() -> None:
     print(f"bpf {bpf.__version__}, libbpf {bpf.libbpf_version()}, kernel "
           f"{bpf.kernel_release()}, {os.cpu_count()} CPUs, {args.records} records x "
           f"{args.reps} reps")
-    modes = ("callback", "zero-copy", "batch", "batch+np", "records()")
+    modes = ("callback", "zero-copy", "batch", "batch+np", "zc-batch+np", "records()")
     bcc = load_bcc()
     print("BCC:", f"python3-bpfcc {getattr(bcc, '__version__', '?')} (ring buffer rows)" if bcc
           else "not importable here: no BCC rows")
@@ -316,6 +320,8 @@ def main() -> None:
                     print(f"{kind:6} {size:5} {'BCC':10} {r / 1e6:10.2f} {r / c:6.2f}",
                           flush=True)
                 for mode in modes:
+                    if mode == "zc-batch+np" and kind == "perf":
+                        continue  # ring buffers only
                     r = max(py_rates(s, mode, args.reps))
                     print(f"{kind:6} {size:5} {mode:10} {r / 1e6:10.2f} {r / c:6.2f}",
                           flush=True)
@@ -332,6 +338,8 @@ def main() -> None:
                 print(f"{kind:6} {size:5} {'C libbpf':10} {c / 1e6:10.2f} {1.0:6.2f} "
                       f"{cd:8.1%}", flush=True)
                 for mode in modes:
+                    if mode == "zc-batch+np" and kind == "perf":
+                        continue
                     r, d = py_stream(s, mode, args.seconds)
                     print(f"{kind:6} {size:5} {mode:10} {r / 1e6:10.2f} {r / c:6.2f} {d:8.1%}",
                           flush=True)
