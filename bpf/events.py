@@ -339,8 +339,10 @@ class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
     (later access raises ValueError; a memoryview of it still held when the callback returns
     raises BufferError).  ``batch=True`` calls ``callback(records)`` once per round of up to
     4096 records instead, which is much faster at high rates; with a codec the whole batch is
-    decoded at once (a numpy array for a dtype).  A callback that raises or returns a negative
-    number stops the poll; the remaining records stay for the next one.
+    decoded at once (a numpy array for a dtype).  ``batch=True, zero_copy=True`` with a numpy
+    dtype passes a read-only numpy array viewing the records in the ring (no copy; valid only
+    during the callback).  A callback that raises or returns a negative number stops the poll;
+    the remaining records stay for the next one.
 
     The reader is a context manager; ``close()`` frees the rings and wakes a blocked poll.
     """
