@@ -28,6 +28,8 @@ from .events import *  # noqa: F401,F403
 from .btf import *  # noqa: F401,F403
 from .typed import *  # noqa: F401,F403
 from .introspect import *  # noqa: F401,F403
+from .objects import *  # noqa: F401,F403
+from . import legacy  # noqa: F401
 from . import features  # noqa: F401
 
 __version__ = "0.1.0"
@@ -37,6 +39,7 @@ _maps, _programs = (__import__("sys").modules[f"{__name__}.{_m}"] for _m in ("ma
 from . import codecs as _codecs  # noqa: E402
 from . import links as _links, events as _events, btf as _btf  # noqa: E402
 from . import typed as _typed, introspect as _introspect  # noqa: E402
+from . import objects as _objects  # noqa: E402
 
 __all__ = [
     "__version__", "enable_libbpf_debug", "libbpf_version", "possible_cpus", "kernel_release",
@@ -44,5 +47,5 @@ __all__ = [
     "NotSupportedError", "VerifierError",
     "AttachType", "LinkType", "MapFlags", "MapType", "ProgType", "UpdateFlags", "features",
     *_maps.__all__, *_codecs.__all__, *_programs.__all__, *_links.__all__, *_events.__all__,
-    *_btf.__all__, *_typed.__all__, *_introspect.__all__,
+    *_btf.__all__, *_typed.__all__, *_introspect.__all__, *_objects.__all__, "legacy",
 ]

@@ -74,7 +74,9 @@ pybpf_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
         return 0;
     g = PyGILState_Ensure();
     if (pybpf_print_target) {
-        r = PyObject_CallFunction(pybpf_print_target, "is", (int)level, buf);
+        /* "replace": messages quote names from the ELF file, which may not be UTF-8 */
+        PyObject *text = PyUnicode_DecodeUTF8(buf, strnlen(buf, sizeof(buf)), "replace");
+        r = text ? PyObject_CallFunction(pybpf_print_target, "iN", (int)level, text) : NULL;
         if (!r)
             PyErr_WriteUnraisable(pybpf_print_target);
         Py_XDECREF(r);
