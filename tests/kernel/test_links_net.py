@@ -269,3 +269,18 @@ def test_release_fd_keeps_the_attachment(veth, counters):
         with bpf.Link.from_fd(fd, transfer=True) as again:
             assert again.info().ifindex == veth.ifindex()
         assert bpf.xdp_query(veth.host).prog_id == 0   # the transferred fd was the last
+
+
+def test_pinned_xdp_link_outlives_its_objects(veth, bpffs, counters, echo):
+    path = f"{bpffs}/xdp_link"
+    with RawProgram(ProgType.XDP, counter_insns(counters.fd, XDP_PASS)) as prog:
+        link = prog.attach_xdp(veth.host, "skb")
+        link.pin(path)
+        link.close()
+        prog_id = prog.id
+    assert bpf.xdp_query(veth.host).prog_id == prog_id
+    assert echo.roundtrip(2) == 2 and counters[0] >= 2
+    with bpf.Link.from_pin(path) as again:
+        assert again.info().ifindex == veth.ifindex()
+        again.unpin(path)
+    assert bpf.xdp_query(veth.host).prog_id == 0

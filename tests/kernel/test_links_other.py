@@ -238,3 +238,24 @@ def test_iterator_output():
         assert out and len(out) % 4 == 0 and set(out) <= set(b"abcd")
         assert link.info().type == LinkType.ITER
         del m
+
+
+def test_cgroup_links_ordered_with_before(cgroup, counters):
+    with RawProgram(ProgType.CGROUP_SKB, counter_insns(counters.fd, 1),
+                    expected_attach_type=AttachType.CGROUP_INET_EGRESS) as a, \
+            RawProgram(ProgType.CGROUP_SKB, counter_insns(counters.fd, 1, slot=2),
+                       expected_attach_type=AttachType.CGROUP_INET_EGRESS) as b:
+        with a.attach_cgroup(cgroup, "egress") as la:
+            try:
+                lb = b.attach_cgroup(cgroup, "egress", before=la)
+            except bpf.BPFError as e:
+                if e.errno in (22, 95):
+                    skip_missing("ordered cgroup links (BPF_F_BEFORE on cgroups, 6.15+)")
+                raise
+            with lb:
+                fd = os.open(cgroup, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    q = bpf._bpf.prog_query(fd, int(AttachType.CGROUP_INET_EGRESS))
+                finally:
+                    os.close(fd)
+                assert q["prog_ids"] == [b.id, a.id]
