@@ -232,7 +232,7 @@ def test_iterator_output():
         prog = RawProgram(ProgType.TRACING, code, expected_attach_type=AttachType.TRACE_ITER,
                           attach_btf_id=fid)
     except PermissionError:
-        skip_missing("BPF iterators: the kernel refuses TRACING programs (EPERM)")
+        skip_missing("BPF iterators: the kernel refuses TRACING programs (EPERM)", feature="tracing")
     with prog, RawMap(1) as m, prog.attach_iter() as link:
         out = link.read()
         assert out and len(out) % 4 == 0 and set(out) <= set(b"abcd")

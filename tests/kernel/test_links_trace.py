@@ -63,7 +63,7 @@ def test_kprobe(tracefs, counters, retprobe, legacy):
         try:
             link = prog.attach_kprobe("__x64_sys_getppid", retprobe=retprobe, legacy=legacy)
         except bpf.NotSupportedError as e:
-            skip_missing(f"kprobes: {e}")
+            skip_missing(f"kprobes: {e}", feature="kprobes")
         with link:
             for _ in range(5):
                 os.getppid()
@@ -188,7 +188,7 @@ def test_fentry_fexit(counters, tmp_path):
         except PermissionError:
             # this VM's kernel refuses every TRACING program (also libbpf/bpftool loads) with
             # EPERM while root: the trampoline hook is not usable here
-            skip_missing("fentry/fexit: the kernel refuses TRACING programs (EPERM)")
+            skip_missing("fentry/fexit: the kernel refuses TRACING programs (EPERM)", feature="tracing")
         with prog:
             with prog.attach_trace() as link:
                 info = link.info()
@@ -300,7 +300,7 @@ def test_kprobe_multi(tracefs, counters):
         try:
             link = prog.attach_kprobe_multi(functions=["__x64_sys_getppid"])
         except bpf.NotSupportedError:
-            skip_missing("multi-kprobes (CONFIG_FPROBE)")
+            skip_missing("multi-kprobes (CONFIG_FPROBE)", feature="kprobes")
         with link:
             assert link.info().type == LinkType.KPROBE_MULTI
             os.getppid()
