@@ -126,6 +126,44 @@ pybpf_fd_dup(PyObject *self, PyObject *unused)
     return res;
 }
 
+/* pin(path) for Map, Program and Link: bpf_obj_pin works on any BPF object fd, so one
+ * method serves all three; the operation is named after the object's kind. */
+static PyObject *
+pybpf_fd_pin(PyObject *self, PyObject *arg)
+{
+    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
+    PyObject *path;
+    int fd, r;
+
+    if (!PyUnicode_FSConverter(arg, &path))
+        return NULL;
+    if ((fd = pybpf_enter(o)) < 0) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = bpf_obj_pin(fd, PyBytes_AS_STRING(path));
+    Py_END_ALLOW_THREADS
+    pybpf_leave(o);
+    if (r < 0) {
+        char op[300];
+        int err = pybpf_libbpf_errno(r);
+
+        snprintf(op, sizeof(op), "%s pin to %.256s", o->kind, PyBytes_AS_STRING(path));
+        Py_DECREF(path);
+        /* The kernel answers EPERM/ENOENT/EINVAL for a path outside a bpffs mount or
+         * under a missing directory, which says little on its own. */
+        return pybpf_err_with(PYBPF_STATE(self), NULL, err, op, self,
+                              err == EPERM || err == ENOENT || err == EINVAL
+                                  ? "the path must be on a mounted bpffs (mount -t bpf bpf "
+                                    "/sys/fs/bpf) and not exist yet"
+                              : err == EEXIST ? "something is already pinned there"
+                                              : NULL);
+    }
+    Py_DECREF(path);
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 pybpf_fd_enter_ctx(PyObject *self, PyObject *unused)
 {

@@ -553,34 +553,6 @@ Link_libbpf_attach(PyObject *cls, PyObject *args, PyObject *kwds)
 /* ---- methods ------------------------------------------------------------------------------ */
 
 static PyObject *
-Link_pin(PyObject *self, PyObject *arg)
-{
-    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
-    PyObject *path;
-    int fd, r, err;
-
-    if (!PyUnicode_FSConverter(arg, &path))
-        return NULL;
-    if ((fd = pybpf_enter(o)) < 0) {
-        Py_DECREF(path);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_obj_pin(fd, PyBytes_AS_STRING(path));
-    err = r < 0 ? errno : 0;
-    Py_END_ALLOW_THREADS
-    pybpf_leave(o);
-    Py_DECREF(path);
-    if (r < 0)
-        return pybpf_err_with(LINK_STATE(self), NULL, err, "link pin", arg,
-                              err == EPERM || err == ENOENT || err == EINVAL
-                                  ? "the path must be on a mounted bpffs (mount -t bpf bpf "
-                                    "/sys/fs/bpf) and not exist yet"
-                                  : err == EEXIST ? "the path exists already" : NULL);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
 Link_update(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"prog_fd", "old_prog_fd", NULL};
@@ -1020,7 +992,7 @@ static PyMethodDef Link_methods[] = {
                "usdt=None, pid=-1, retprobe=False, offset=0, cookie=0): libbpf's "
                "bpf_program__attach (kind 'auto'), _attach_uprobe_opts ('uprobe') or "
                "_attach_usdt ('usdt') for a program of a bpf.Object.")},
-    {"pin", Link_pin, METH_O, PyDoc_STR("Pin the link at path on bpffs.")},
+    {"pin", pybpf_fd_pin, METH_O, PyDoc_STR("Pin the link at path on bpffs.")},
     {"_update", (PyCFunction)(void (*)(void))Link_update, METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("_update(prog_fd, old_prog_fd=-1): bpf_link_update, atomic replace.")},
     {"_link_detach", Link_link_detach, METH_NOARGS,

@@ -850,35 +850,6 @@ Map_freeze(PyObject *self, PyObject *unused)
 }
 
 static PyObject *
-Map_pin(PyObject *self, PyObject *arg)
-{
-    PyObject *path = NULL;
-    int fd, r;
-
-    if (!PyUnicode_FSConverter(arg, &path))
-        return NULL;
-    fd = pybpf_map_enter(self);
-    if (fd < 0) {
-        Py_DECREF(path);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_obj_pin(fd, PyBytes_AS_STRING(path));
-    Py_END_ALLOW_THREADS
-    pybpf_map_leave(self);
-    if (r < 0) {
-        char op[300];
-        snprintf(op, sizeof(op), "map pin to %.256s", PyBytes_AS_STRING(path));
-        Py_DECREF(path);
-        return pybpf_err_with(PYBPF_STATE(self), NULL, -r, op, self,
-                              -r == EPERM ? "the path must be on a bpffs mount" :
-                              -r == EEXIST ? "something is already pinned there" : NULL);
-    }
-    Py_DECREF(path);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
 pybpf_unpin(PyObject *mod, PyObject *arg)
 {
     PyObject *path = NULL;
@@ -1291,7 +1262,7 @@ static PyMethodDef Map_methods[] = {
                "value, or None if absent. For QUEUE/STACK (key=None) this pops.")},
     {"freeze", Map_freeze, METH_NOARGS,
      PyDoc_STR("Make the map read-only for user space, for good.")},
-    {"pin", Map_pin, METH_O, PyDoc_STR("pin(path)\n--\n\nPin the map at path on bpffs.")},
+    {"pin", pybpf_fd_pin, METH_O, PyDoc_STR("pin(path)\n--\n\nPin the map at path on bpffs.")},
     {"info", Map_info, METH_NOARGS, PyDoc_STR("Return the kernel's map info as a dict.")},
     {"lookup_batch", (PyCFunction)(void (*)(void))Map_lookup_batch,
      METH_VARARGS | METH_KEYWORDS,

@@ -493,34 +493,6 @@ Program_jited(PyObject *self, PyObject *unused)
     return pybpf_prog_image(self, 1);
 }
 
-static PyObject *
-Program_pin(PyObject *self, PyObject *arg)
-{
-    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
-    PyObject *path = NULL;
-    int fd, r;
-
-    if (!PyUnicode_FSConverter(arg, &path))
-        return NULL;
-    fd = pybpf_enter(o);
-    if (fd < 0) {
-        Py_DECREF(path);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_obj_pin(fd, PyBytes_AS_STRING(path));
-    Py_END_ALLOW_THREADS
-    pybpf_leave(o);
-    if (r < 0) {
-        pybpf_err_with(PYBPF_STATE(self), NULL, pybpf_libbpf_errno(r), "program pin", self,
-                       PyBytes_AS_STRING(path));
-        Py_DECREF(path);
-        return NULL;
-    }
-    Py_DECREF(path);
-    Py_RETURN_NONE;
-}
-
 static int
 pybpf_u32_arg(PyObject *v, const char *what, uint32_t *out)
 {
@@ -766,7 +738,7 @@ static PyMethodDef Program_methods[] = {
      PyDoc_STR("Return the instructions as the verifier rewrote them (8 bytes each).")},
     {"jited", Program_jited, METH_NOARGS,
      PyDoc_STR("Return the JIT-compiled machine code (b'' when the JIT is off).")},
-    {"pin", Program_pin, METH_O,
+    {"pin", pybpf_fd_pin, METH_O,
      PyDoc_STR("Pin the program at a bpffs path; it then outlives every fd.")},
     {"_test_run", (PyCFunction)(void (*)(void))Program_test_run, METH_FASTCALL,
      PyDoc_STR("_test_run(data, ctx, repeat, data_out_size, ctx_out_size, flags, cpu, "

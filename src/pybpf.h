@@ -116,6 +116,8 @@ static PyObject *pybpf_fd_close(PyObject *self, PyObject *unused);
 static PyObject *pybpf_fd_fileno(PyObject *self, PyObject *unused);
 static PyObject *pybpf_fd_detach(PyObject *self, PyObject *unused);
 static PyObject *pybpf_fd_dup(PyObject *self, PyObject *unused);
+/* Not in PYBPF_FD_METHODS: only objects bpf_obj_pin accepts (map, program, link) list it. */
+static PyObject *pybpf_fd_pin(PyObject *self, PyObject *arg);
 static PyObject *pybpf_fd_enter_ctx(PyObject *self, PyObject *unused);
 static PyObject *pybpf_fd_exit_ctx(PyObject *self, PyObject *const *args, Py_ssize_t n);
 static PyObject *pybpf_fd_get_closed(PyObject *self, void *c);
