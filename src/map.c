@@ -471,11 +471,14 @@ pybpf_flags_arg(PyObject *obj, unsigned long long *flags)
     return 0;
 }
 
-/* Look up key into a new bytes object; None when absent (NULL with an error otherwise). */
+/* Look up key into a new bytes object; None when absent (NULL with an error otherwise).
+ * lookup and lookup_and_delete differ only in the libbpf call (and its op name), so `delete`
+ * chooses it and the key/out/enter/leave/error handling stays in one place. */
 static PyObject *
 pybpf_map_lookup(PyObject *self, PyObject *key, unsigned long long flags, int raise_missing,
-                 const char *op)
+                 int delete)
 {
+    const char *op = delete ? "map lookup_and_delete" : "map lookup";
     PyBPF_MapObject *m = MAP(self);
     pybpf_arg k;
     PyObject *out;
@@ -495,15 +498,20 @@ pybpf_map_lookup(PyObject *self, PyObject *key, unsigned long long flags, int ra
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
-    r = flags ? bpf_map_lookup_elem_flags(fd, k.ptr, PyBytes_AS_STRING(out), flags)
-              : bpf_map_lookup_elem(fd, k.ptr, PyBytes_AS_STRING(out));
+    if (delete)
+        r = flags ? bpf_map_lookup_and_delete_elem_flags(fd, k.ptr, PyBytes_AS_STRING(out),
+                                                         flags)
+                  : bpf_map_lookup_and_delete_elem(fd, k.ptr, PyBytes_AS_STRING(out));
+    else
+        r = flags ? bpf_map_lookup_elem_flags(fd, k.ptr, PyBytes_AS_STRING(out), flags)
+                  : bpf_map_lookup_elem(fd, k.ptr, PyBytes_AS_STRING(out));
     Py_END_ALLOW_THREADS
     pybpf_map_leave(self);
     pybpf_arg_release(&k);
     if (r < 0) {
         Py_DECREF(out);
         if (r == -ENOENT && !raise_missing)
-            Py_RETURN_NONE;
+            Py_RETURN_NONE; /* absent key, or an empty QUEUE/STACK */
         return pybpf_map_err(self, -r, op, NULL);
     }
     return out;
@@ -518,7 +526,7 @@ Map_lookup(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_Format(PyExc_TypeError, "lookup(key, flags=0) takes 1 or 2 arguments");
     if (nargs == 2 && pybpf_flags_arg(args[1], &flags) < 0)
         return NULL;
-    return pybpf_map_lookup(self, args[0], flags, 0, "map lookup");
+    return pybpf_map_lookup(self, args[0], flags, 0, 0);
 }
 
 static PyObject *
@@ -528,7 +536,7 @@ Map_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
     if (nargs < 1 || nargs > 2)
         return PyErr_Format(PyExc_TypeError, "get(key, default=None) takes 1 or 2 arguments");
-    r = pybpf_map_lookup(self, args[0], 0, 0, "map lookup");
+    r = pybpf_map_lookup(self, args[0], 0, 0, 0);
     if (r == Py_None && nargs == 2) {
         Py_DECREF(r);
         return Py_NewRef(args[1]);
@@ -539,7 +547,7 @@ Map_get(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Map_subscript(PyObject *self, PyObject *key)
 {
-    return pybpf_map_lookup(self, key, 0, 1, "map lookup");
+    return pybpf_map_lookup(self, key, 0, 1, 0);
 }
 
 static PyObject *
@@ -745,43 +753,14 @@ Map_next_key(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Map_lookup_and_delete(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyBPF_MapObject *m = MAP(self);
-    PyObject *key = nargs ? args[0] : Py_None, *out;
     unsigned long long flags = 0;
-    pybpf_arg k;
-    int fd, r;
 
     if (nargs > 2)
         return PyErr_Format(PyExc_TypeError,
                             "lookup_and_delete(key=None, flags=0) takes at most 2 arguments");
     if (nargs == 2 && pybpf_flags_arg(args[1], &flags) < 0)
         return NULL;
-    if (pybpf_arg_get(key, &k, m->key_size, "key") < 0)
-        return NULL;
-    out = PyBytes_FromStringAndSize(NULL, m->raw_value_size);
-    if (!out) {
-        pybpf_arg_release(&k);
-        return NULL;
-    }
-    fd = pybpf_map_enter(self);
-    if (fd < 0) {
-        pybpf_arg_release(&k);
-        Py_DECREF(out);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = flags ? bpf_map_lookup_and_delete_elem_flags(fd, k.ptr, PyBytes_AS_STRING(out), flags)
-              : bpf_map_lookup_and_delete_elem(fd, k.ptr, PyBytes_AS_STRING(out));
-    Py_END_ALLOW_THREADS
-    pybpf_map_leave(self);
-    pybpf_arg_release(&k);
-    if (r < 0) {
-        Py_DECREF(out);
-        if (r == -ENOENT)
-            Py_RETURN_NONE; /* absent key, or an empty QUEUE/STACK */
-        return pybpf_map_err(self, -r, "map lookup_and_delete", NULL);
-    }
-    return out;
+    return pybpf_map_lookup(self, nargs ? args[0] : Py_None, flags, 0, 1);
 }
 
 static int
