@@ -248,3 +248,41 @@ pybpf_get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *wh
     }
     return 0;
 }
+
+/* ---- info dicts ----------------------------------------------------------------------------
+ * Map, Program and Link turn kernel info structs into dicts the same way; these keep that
+ * one-liner per field. */
+
+/* d[key] = v, stealing v; v NULL (a failed constructor) is passed through as -1. */
+static int
+pybpf_dict_set(PyObject *d, const char *key, PyObject *v)
+{
+    int r;
+
+    if (!v)
+        return -1;
+    r = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return r;
+}
+
+/* A list of n unsigned ints read from an array of __u32 (width 4) or __u64 (width 8): the
+ * kernel hands back id, flag and address arrays in both widths. */
+static PyObject *
+pybpf_uint_list(const void *a, Py_ssize_t n, int width)
+{
+    PyObject *l = PyList_New(n), *x;
+    Py_ssize_t i;
+
+    for (i = 0; l && i < n; i++) {
+        x = PyLong_FromUnsignedLongLong(width == 8 ? ((const __u64 *)a)[i]
+                                                   : ((const __u32 *)a)[i]);
+        if (!x) {
+            Py_CLEAR(l);
+            break;
+        }
+        PyList_SET_ITEM(l, i, x);
+    }
+    return l;
+}
+

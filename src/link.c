@@ -605,67 +605,6 @@ Link_link_detach(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static int
-pybpf_dict_set_u64(PyObject *d, const char *k, unsigned long long v)
-{
-    PyObject *x = PyLong_FromUnsignedLongLong(v);
-    int r;
-
-    if (!x)
-        return -1;
-    r = PyDict_SetItemString(d, k, x);
-    Py_DECREF(x);
-    return r;
-}
-
-static int
-pybpf_dict_set_i64(PyObject *d, const char *k, long long v)
-{
-    PyObject *x = PyLong_FromLongLong(v);
-    int r;
-
-    if (!x)
-        return -1;
-    r = PyDict_SetItemString(d, k, x);
-    Py_DECREF(x);
-    return r;
-}
-
-static int
-pybpf_dict_set_str(PyObject *d, const char *k, const char *s, size_t maxlen)
-{
-    PyObject *x = PyUnicode_DecodeFSDefaultAndSize(s, (Py_ssize_t)strnlen(s, maxlen));
-    int r;
-
-    if (!x)
-        return -1;
-    r = PyDict_SetItemString(d, k, x);
-    Py_DECREF(x);
-    return r;
-}
-
-static int
-pybpf_dict_set_u64_list(PyObject *d, const char *k, const __u64 *a, __u32 n)
-{
-    PyObject *l = PyList_New(n), *x;
-    __u32 i;
-    int r;
-
-    if (!l)
-        return -1;
-    for (i = 0; i < n; i++) {
-        x = PyLong_FromUnsignedLongLong(a[i]);
-        if (!x) {
-            Py_DECREF(l);
-            return -1;
-        }
-        PyList_SET_ITEM(l, i, x);
-    }
-    r = PyDict_SetItemString(d, k, l);
-    Py_DECREF(l);
-    return r;
-}
-
 #define PYBPF_NAME_BUF 4096
 
 /* Link.info() -> dict: the kernel's bpf_link_info, with per-type fields under their uapi
@@ -775,13 +714,18 @@ Link_info(PyObject *self, PyObject *unused)
     if (!d)
         goto fail;
 #define SETU(k, v)                                                                           \
-    if (pybpf_dict_set_u64(d, k, (v)) < 0)                                                   \
+    if (PYBPF_SET_U64(d, k, (v)) < 0)                                                        \
         goto fail
 #define SETI(k, v)                                                                           \
-    if (pybpf_dict_set_i64(d, k, (v)) < 0)                                                   \
+    if (pybpf_dict_set(d, k, PyLong_FromLongLong(v)) < 0)                                    \
         goto fail
+/* paths and kernel symbols: bytes from the kernel, decoded like file names */
 #define SETS(k)                                                                              \
-    if (pybpf_dict_set_str(d, k, name, PYBPF_NAME_BUF) < 0)                                  \
+    if (pybpf_dict_set(d, k, PyUnicode_DecodeFSDefaultAndSize(                                \
+                                 name, (Py_ssize_t)strnlen(name, PYBPF_NAME_BUF))) < 0)       \
+        goto fail
+#define SETL(k, a)                                                                           \
+    if (pybpf_dict_set(d, k, pybpf_uint_list(a, cnt, 8)) < 0)                                \
         goto fail
     SETU("type", info.type);
     SETU("id", info.id);
@@ -825,19 +769,17 @@ Link_info(PyObject *self, PyObject *unused)
         SETU("count", info.kprobe_multi.count);
         SETU("flags", info.kprobe_multi.flags);
         SETU("missed", info.kprobe_multi.missed);
-        if (pybpf_dict_set_u64_list(d, "addrs", a1, cnt) < 0 ||
-            pybpf_dict_set_u64_list(d, "cookies", a2, cnt) < 0)
-            goto fail;
+        SETL("addrs", a1);
+        SETL("cookies", a2);
         break;
     case BPF_LINK_TYPE_UPROBE_MULTI:
         SETS("path");
         SETU("count", info.uprobe_multi.count);
         SETU("flags", info.uprobe_multi.flags);
         SETU("pid", info.uprobe_multi.pid);
-        if (pybpf_dict_set_u64_list(d, "offsets", a1, cnt) < 0 ||
-            pybpf_dict_set_u64_list(d, "ref_ctr_offsets", a2, cnt) < 0 ||
-            pybpf_dict_set_u64_list(d, "cookies", a3, cnt) < 0)
-            goto fail;
+        SETL("offsets", a1);
+        SETL("ref_ctr_offsets", a2);
+        SETL("cookies", a3);
         break;
     case BPF_LINK_TYPE_PERF_EVENT:
         SETU("perf_event_type", info.perf_event.type);
@@ -888,6 +830,7 @@ Link_info(PyObject *self, PyObject *unused)
 #undef SETU
 #undef SETI
 #undef SETS
+#undef SETL
     PyMem_Free(name);
     PyMem_Free(a1);
     PyMem_Free(a2);
@@ -1361,7 +1304,7 @@ static PyObject *
 pybpf_prog_query(PyObject *mod, PyObject *args)
 {
     int target, r, err;
-    unsigned int type, qflags = 0, i, cnt;
+    unsigned int type, qflags = 0, cnt;
     __u32 ids[256], aflags[256], lids[256], laflags[256];
     PyObject *d = NULL, *l1 = NULL, *l2 = NULL, *l3 = NULL, *l4 = NULL;
     LIBBPF_OPTS(bpf_prog_query_opts, opts);
@@ -1385,27 +1328,9 @@ pybpf_prog_query(PyObject *mod, PyObject *args)
     if (r < 0)
         return pybpf_err(MOD_STATE(mod), err, "prog query", NULL);
     cnt = opts.count < 256 ? opts.count : 256;
-    l1 = PyList_New(cnt);
-    l2 = PyList_New(cnt);
-    l3 = PyList_New(cnt);
-    l4 = PyList_New(cnt);
-    if (!l1 || !l2 || !l3 || !l4)
+    if (!(l1 = pybpf_uint_list(ids, cnt, 4)) || !(l2 = pybpf_uint_list(aflags, cnt, 4)) ||
+        !(l3 = pybpf_uint_list(lids, cnt, 4)) || !(l4 = pybpf_uint_list(laflags, cnt, 4)))
         goto fail;
-    for (i = 0; i < cnt; i++) {
-        PyObject *a = PyLong_FromUnsignedLong(ids[i]), *b = PyLong_FromUnsignedLong(aflags[i]);
-        PyObject *c = PyLong_FromUnsignedLong(lids[i]), *e = PyLong_FromUnsignedLong(laflags[i]);
-        if (!a || !b || !c || !e) {
-            Py_XDECREF(a);
-            Py_XDECREF(b);
-            Py_XDECREF(c);
-            Py_XDECREF(e);
-            goto fail;
-        }
-        PyList_SET_ITEM(l1, i, a);
-        PyList_SET_ITEM(l2, i, b);
-        PyList_SET_ITEM(l3, i, c);
-        PyList_SET_ITEM(l4, i, e);
-    }
     d = Py_BuildValue("{sIsKsOsOsOsO}", "attach_flags", opts.attach_flags, "revision",
                       (unsigned long long)opts.revision, "prog_ids", l1, "prog_attach_flags", l2,
                       "link_ids", l3, "link_attach_flags", l4);

@@ -850,6 +850,37 @@ pybpf_unpin(PyObject *mod, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* The kernel's bpf_map_info as a dict, for Map.info() and the by-id walk (program.c).
+ * flags_key: Map.info() has always said "flags", the walk "map_flags" (bpf/introspect.py
+ * renames it), so the caller names it. */
+static PyObject *
+pybpf_map_info_dict(const struct bpf_map_info *info, const char *flags_key)
+{
+    PyObject *d = PyDict_New();
+
+    if (!d)
+        return NULL;
+    if (PYBPF_SET_U64(d, "type", info->type) < 0 || PYBPF_SET_U64(d, "id", info->id) < 0 ||
+        PYBPF_SET_U64(d, "key_size", info->key_size) < 0 ||
+        PYBPF_SET_U64(d, "value_size", info->value_size) < 0 ||
+        PYBPF_SET_U64(d, "max_entries", info->max_entries) < 0 ||
+        PYBPF_SET_U64(d, flags_key, info->map_flags) < 0 ||
+        pybpf_dict_set(d, "name", pybpf_decode_name(info->name, sizeof(info->name))) < 0 ||
+        PYBPF_SET_U64(d, "ifindex", info->ifindex) < 0 ||
+        PYBPF_SET_U64(d, "btf_vmlinux_value_type_id", info->btf_vmlinux_value_type_id) < 0 ||
+        PYBPF_SET_U64(d, "netns_dev", info->netns_dev) < 0 ||
+        PYBPF_SET_U64(d, "netns_ino", info->netns_ino) < 0 ||
+        PYBPF_SET_U64(d, "btf_id", info->btf_id) < 0 ||
+        PYBPF_SET_U64(d, "btf_key_type_id", info->btf_key_type_id) < 0 ||
+        PYBPF_SET_U64(d, "btf_value_type_id", info->btf_value_type_id) < 0 ||
+        PYBPF_SET_U64(d, "btf_vmlinux_id", info->btf_vmlinux_id) < 0 ||
+        PYBPF_SET_U64(d, "map_extra", info->map_extra) < 0) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
+}
+
 static PyObject *
 Map_info(PyObject *self, PyObject *unused)
 {
@@ -862,14 +893,7 @@ Map_info(PyObject *self, PyObject *unused)
     pybpf_map_leave(self);
     if (r < 0)
         return NULL;
-    return Py_BuildValue(
-        "{sIsIsIsIsIsIsssIsIsIsIsIsIsKsKsK}", "type", info.type, "id", info.id, "key_size",
-        info.key_size, "value_size", info.value_size, "max_entries", info.max_entries, "flags",
-        info.map_flags, "name", info.name, "ifindex", info.ifindex, "btf_id", info.btf_id,
-        "btf_key_type_id", info.btf_key_type_id, "btf_value_type_id", info.btf_value_type_id,
-        "btf_vmlinux_value_type_id", info.btf_vmlinux_value_type_id, "btf_vmlinux_id",
-        info.btf_vmlinux_id, "netns_dev", (unsigned long long)info.netns_dev, "netns_ino",
-        (unsigned long long)info.netns_ino, "map_extra", (unsigned long long)info.map_extra);
+    return pybpf_map_info_dict(&info, "flags");
 }
 
 /* ---- batch operations ----------------------------------------------------------------------

@@ -51,26 +51,6 @@ pybpf_check_fd_kind(int fd, const char *want, const char *kind)
     return 0;
 }
 
-static int
-pybpf_dict_set(PyObject *d, const char *key, PyObject *v)
-{
-    int r;
-
-    if (!v)
-        return -1;
-    r = PyDict_SetItemString(d, key, v);
-    Py_DECREF(v);
-    return r;
-}
-
-#define PYBPF_SET_U64(d, key, v) pybpf_dict_set(d, key, PyLong_FromUnsignedLongLong(v))
-
-static PyObject *
-pybpf_decode_name(const char *name, size_t cap)
-{
-    return PyUnicode_DecodeUTF8(name, strnlen(name, cap), "replace");
-}
-
 /* Read a program's info, with its map ids.  Returns 0 or a positive errno (no exception). */
 static int
 pybpf_prog_get_info(int fd, struct bpf_prog_info *info, uint32_t **map_ids, uint32_t *nr_ids)
@@ -116,23 +96,11 @@ pybpf_prog_get_info(int fd, struct bpf_prog_info *info, uint32_t **map_ids, uint
 static PyObject *
 pybpf_prog_info_dict(const struct bpf_prog_info *info, const uint32_t *ids, uint32_t nr)
 {
-    PyObject *d = PyDict_New(), *lst;
-    uint32_t i;
+    PyObject *d = PyDict_New();
 
     if (!d)
         return NULL;
-    lst = PyList_New(nr);
-    if (!lst)
-        goto fail;
-    for (i = 0; i < nr; i++) {
-        PyObject *v = PyLong_FromUnsignedLong(ids[i]);
-        if (!v) {
-            Py_DECREF(lst);
-            goto fail;
-        }
-        PyList_SET_ITEM(lst, i, v);
-    }
-    if (pybpf_dict_set(d, "map_ids", lst) < 0 ||
+    if (pybpf_dict_set(d, "map_ids", pybpf_uint_list(ids, nr, 4)) < 0 ||
         PYBPF_SET_U64(d, "type", info->type) < 0 || PYBPF_SET_U64(d, "id", info->id) < 0 ||
         pybpf_dict_set(d, "tag", PyBytes_FromStringAndSize((const char *)info->tag,
                                                            BPF_TAG_SIZE)) < 0 ||
@@ -844,34 +812,6 @@ pybpf_prog_info_by_id(PyObject *mod, PyObject *arg)
 }
 
 static PyObject *
-pybpf_map_info_dict(const struct bpf_map_info *info)
-{
-    PyObject *d = PyDict_New();
-
-    if (!d)
-        return NULL;
-    if (PYBPF_SET_U64(d, "type", info->type) < 0 || PYBPF_SET_U64(d, "id", info->id) < 0 ||
-        PYBPF_SET_U64(d, "key_size", info->key_size) < 0 ||
-        PYBPF_SET_U64(d, "value_size", info->value_size) < 0 ||
-        PYBPF_SET_U64(d, "max_entries", info->max_entries) < 0 ||
-        PYBPF_SET_U64(d, "map_flags", info->map_flags) < 0 ||
-        pybpf_dict_set(d, "name", pybpf_decode_name(info->name, sizeof(info->name))) < 0 ||
-        PYBPF_SET_U64(d, "ifindex", info->ifindex) < 0 ||
-        PYBPF_SET_U64(d, "btf_vmlinux_value_type_id", info->btf_vmlinux_value_type_id) < 0 ||
-        PYBPF_SET_U64(d, "netns_dev", info->netns_dev) < 0 ||
-        PYBPF_SET_U64(d, "netns_ino", info->netns_ino) < 0 ||
-        PYBPF_SET_U64(d, "btf_id", info->btf_id) < 0 ||
-        PYBPF_SET_U64(d, "btf_key_type_id", info->btf_key_type_id) < 0 ||
-        PYBPF_SET_U64(d, "btf_value_type_id", info->btf_value_type_id) < 0 ||
-        PYBPF_SET_U64(d, "btf_vmlinux_id", info->btf_vmlinux_id) < 0 ||
-        PYBPF_SET_U64(d, "map_extra", info->map_extra) < 0) {
-        Py_DECREF(d);
-        return NULL;
-    }
-    return d;
-}
-
-static PyObject *
 pybpf_map_info_by_id(PyObject *mod, PyObject *arg)
 {
     struct bpf_map_info info;
@@ -895,7 +835,7 @@ pybpf_map_info_by_id(PyObject *mod, PyObject *arg)
         Py_RETURN_NONE;
     if (err)
         return pybpf_err(pybpf_state_from_module(mod), err, "map info by id", NULL);
-    return pybpf_map_info_dict(&info);
+    return pybpf_map_info_dict(&info, "map_flags");
 }
 
 /* BPF_ENABLE_STATS: run_cnt/run_time_ns are counted while the returned fd stays open. */

@@ -170,4 +170,15 @@ pybpf_libbpf_errno(long ret)
 static int pybpf_get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t size, const char *what,
                             int writable);
 
+/* ---- info dicts (fd.c) --------------------------------------------------------------------*/
+static int pybpf_dict_set(PyObject *d, const char *key, PyObject *v);  /* steals v */
+#define PYBPF_SET_U64(d, key, v) pybpf_dict_set(d, key, PyLong_FromUnsignedLongLong(v))
+/* Kernel object names are char arrays of cap bytes, NUL-terminated only when shorter. */
+static inline PyObject *
+pybpf_decode_name(const char *name, size_t cap)
+{
+    return PyUnicode_DecodeUTF8(name, strnlen(name, cap), "replace");
+}
+static PyObject *pybpf_uint_list(const void *a, Py_ssize_t n, int width);
+
 #endif /* PYBPF_H */
