@@ -286,3 +286,117 @@ pybpf_uint_list(const void *a, Py_ssize_t n, int width)
     return l;
 }
 
+/* ---- opening BPF objects: by id, from a pin, and what an fd is ------------------------------
+ * Map, Program and Link open their kernel objects the same ways; only the libbpf call and the
+ * kind differ. */
+
+/* Parse an object id (u32): ValueError, not OverflowError, for negatives and huge values. */
+static int
+pybpf_id_arg(PyObject *arg, const char *what, uint32_t *out)
+{
+    long long v;
+
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s id must be an int, not %.100s", what,
+                     Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    v = PyLong_AsLongLong(arg);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        v = -1;
+    }
+    if (v < 0 || v > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s id must be in 0..2**32-1", what);
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* Open by kernel id with get (bpf_map_get_fd_by_id_opts, bpf_prog_..., bpf_link_...: they
+ * share one signature).  Returns an fd we own (>= 1), or -1 with the error set. */
+static int
+pybpf_fd_by_id(pybpf_state *st, pybpf_get_fd_by_id_fn get, uint32_t id, uint32_t flags,
+               const char *kind)
+{
+    LIBBPF_OPTS(bpf_get_fd_by_id_opts, opts, .open_flags = flags);
+    int fd;
+
+    Py_BEGIN_ALLOW_THREADS
+    fd = get(id, &opts);
+    Py_END_ALLOW_THREADS
+    if (fd < 0) {
+        char op[64], hint[64];
+        int err = pybpf_libbpf_errno(fd);
+
+        snprintf(op, sizeof(op), "open %s id %u", kind, id);
+        snprintf(hint, sizeof(hint), "no %s has that id", kind);
+        pybpf_err_with(st, NULL, err, op, NULL, err == ENOENT ? hint : NULL);
+        return -1;
+    }
+    return pybpf_adopt_fd(fd, 1, kind);
+}
+
+/* Open the object pinned at path (str, bytes or os.PathLike); flags are BPF_F_RDONLY /
+ * BPF_F_WRONLY.  bpf_obj_get returns whatever kind is pinned there: the caller checks.
+ * Returns an fd we own (>= 1), or -1 with the error set. */
+static int
+pybpf_fd_from_pin(pybpf_state *st, PyObject *pathobj, uint32_t flags, const char *kind)
+{
+    LIBBPF_OPTS(bpf_obj_get_opts, opts, .file_flags = flags);
+    PyObject *path;
+    int fd;
+
+    if (!PyUnicode_FSConverter(pathobj, &path))
+        return -1;
+    Py_BEGIN_ALLOW_THREADS
+    fd = bpf_obj_get_opts(PyBytes_AS_STRING(path), &opts);
+    Py_END_ALLOW_THREADS
+    if (fd < 0) {
+        char op[300];
+        int err = pybpf_libbpf_errno(fd);
+
+        snprintf(op, sizeof(op), "open pinned %s %.256s", kind, PyBytes_AS_STRING(path));
+        Py_DECREF(path);
+        pybpf_err_with(st, NULL, err, op, NULL,
+                       err == ENOENT ? "no such pin (is bpffs mounted there?)" : NULL);
+        return -1;
+    }
+    Py_DECREF(path);
+    return pybpf_adopt_fd(fd, 1, kind);
+}
+
+/* Is fd the BPF object anon inode `inode` ("bpf-prog", "bpf-map", "bpf_link")?  Looks at
+ * /proc/self/fd: BPF_OBJ_GET_INFO_BY_FD would happily describe a map fd with a program info
+ * struct, so this is the only reliable test.  The kernel spells these names with '-' or '_',
+ * so both count as the same.  Returns 1 yes; 0 no, with the fd's link target in seen (if
+ * given); -1 if fd is not open.  Without /proc it cannot tell and returns 1.  Keeps the GIL:
+ * a readlink on procfs does not block. */
+static int
+pybpf_fd_is(int fd, const char *inode, char *seen, size_t seen_len)
+{
+    char path[64], target[128];
+    const char *a, *b;
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    n = readlink(path, target, sizeof(target) - 1);
+    if (n < 0) {
+        if (errno == ENOENT && access("/proc/self/fd", F_OK) != 0)
+            return 1;
+        return errno == EBADF || errno == ENOENT ? -1 : 1;
+    }
+    target[n] = '\0';
+    if (seen)
+        snprintf(seen, seen_len, "%s", target);
+    if (strncmp(target, "anon_inode:", 11) != 0)
+        return 0;
+    for (a = target + 11, b = inode; *a && *b; a++, b++)
+        if (*a != *b && !(strchr("-_", *a) && strchr("-_", *b)))
+            return 0;
+    return *a == *b;
+}
+

@@ -79,23 +79,12 @@ pybpf_link_clear(PyObject *self)
 
 /* ---- constructors ------------------------------------------------------------------------ */
 
-/* Is fd a BPF link?  BPF_OBJ_GET_INFO_BY_FD answers for any BPF object (a program fd would
- * fill the link info with program fields), so look at the anon inode's name instead.  When
- * /proc is not mounted we cannot tell and accept the fd. */
+/* Is fd a BPF link?  (pybpf_fd_is: BPF_OBJ_GET_INFO_BY_FD answers for any BPF object, a
+ * program fd would fill the link info with program fields.) */
 static int
 pybpf_fd_is_link(int fd)
 {
-    char path[64], target[64];
-    ssize_t n;
-
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
-    if (n < 0)
-        return errno == ENOENT && access("/proc/self/fd", F_OK) != 0 ? 1 : 0;
-    target[n] = 0;
-    /* "bpf_link" since links exist; accept the dash spelling of the other bpf inodes too */
-    return strcmp(target, "anon_inode:bpf_link") == 0 ||
-           strcmp(target, "anon_inode:bpf-link") == 0;
+    return pybpf_fd_is(fd, "bpf_link", NULL, 0) > 0;
 }
 
 static PyObject *
@@ -143,38 +132,19 @@ Link_wrap_fd(PyObject *cls, PyObject *arg)
 static PyObject *
 Link_from_pin(PyObject *cls, PyObject *arg)
 {
-    PyObject *path = NULL, *res;
-    int fd;
+    pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
+    struct bpf_link_info info;
+    __u32 len = sizeof(info);
+    int fd = pybpf_fd_from_pin(st, arg, 0, "link");
 
-    if (!PyUnicode_FSConverter(arg, &path))
+    if (fd < 0)
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_obj_get(PyBytes_AS_STRING(path));
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        int err = errno;
-        res = pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, err,
-                             "link from_pin", arg,
-                             err == ENOENT ? "no such pin: is bpffs mounted there?" : NULL);
-        Py_DECREF(path);
-        return res;
-    }
-    Py_DECREF(path);
     /* bpf_obj_get returns any kind of object: make sure this one is a link. */
-    {
-        struct bpf_link_info info;
-        __u32 len = sizeof(info);
-        memset(&info, 0, sizeof(info));
-        if (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd)) {
-            close(fd);
-            return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, EINVAL,
-                                  "link from_pin", arg, "the pinned object is not a link");
-        }
-    }
-    if (fd == 0) {
-        fd = pybpf_adopt_fd(fd, 1, "link");
-        if (fd < 0)
-            return NULL;
+    memset(&info, 0, sizeof(info));
+    if (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd)) {
+        close(fd);
+        return pybpf_err_with(st, NULL, EINVAL, "link from_pin", arg,
+                              "the pinned object is not a link");
     }
     return pybpf_link_new((PyTypeObject *)cls, fd);
 }
@@ -182,21 +152,15 @@ Link_from_pin(PyObject *cls, PyObject *arg)
 static PyObject *
 Link_from_id(PyObject *cls, PyObject *arg)
 {
-    unsigned long id = PyLong_AsUnsignedLong(arg);
+    uint32_t id;
     int fd;
 
-    if (id == (unsigned long)-1 && PyErr_Occurred())
+    if (pybpf_id_arg(arg, "link", &id) < 0)
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_link_get_fd_by_id((__u32)id);
-    Py_END_ALLOW_THREADS
+    fd = pybpf_fd_by_id(pybpf_state_from_type((PyTypeObject *)cls), bpf_link_get_fd_by_id_opts,
+                        id, 0, "link");
     if (fd < 0)
-        return pybpf_err(pybpf_state_from_type((PyTypeObject *)cls), errno, "link from_id", arg);
-    if (fd == 0) {
-        fd = pybpf_adopt_fd(fd, 1, "link");
-        if (fd < 0)
-            return NULL;
-    }
+        return NULL;
     return pybpf_link_new((PyTypeObject *)cls, fd);
 }
 

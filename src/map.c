@@ -402,27 +402,14 @@ static PyObject *
 Map_from_pin(PyObject *cls, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"path", "flags", NULL};
-    PyObject *path = NULL;
+    PyObject *path;
     unsigned int flags = 0;
     int fd;
-    LIBBPF_OPTS(bpf_obj_get_opts, opts);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|I:from_pin", kwlist,
-                                     PyUnicode_FSConverter, &path, &flags))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|I:from_pin", kwlist, &path, &flags))
         return NULL;
-    opts.file_flags = flags;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_obj_get_opts(PyBytes_AS_STRING(path), &opts);
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        char op[300];
-        snprintf(op, sizeof(op), "open pinned map %.256s", PyBytes_AS_STRING(path));
-        Py_DECREF(path);
-        return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, -fd, op, NULL,
-                              -fd == ENOENT ? "no such pin (is bpffs mounted there?)" : NULL);
-    }
-    Py_DECREF(path);
-    if (fd == 0 && (fd = pybpf_adopt_fd(0, 1, "map")) < 0)
+    fd = pybpf_fd_from_pin(pybpf_state_from_type((PyTypeObject *)cls), path, flags, "map");
+    if (fd < 0)
         return NULL;
     return pybpf_map_wrap((PyTypeObject *)cls, fd);
 }
@@ -433,21 +420,12 @@ Map_from_id(PyObject *cls, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"id", "flags", NULL};
     unsigned int id, flags = 0;
     int fd;
-    LIBBPF_OPTS(bpf_get_fd_by_id_opts, opts);
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "I|I:from_id", kwlist, &id, &flags))
         return NULL;
-    opts.open_flags = flags;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_map_get_fd_by_id_opts(id, &opts);
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        char op[64];
-        snprintf(op, sizeof(op), "open map id %u", id);
-        return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, -fd, op, NULL,
-                              -fd == ENOENT ? "no map has that id" : NULL);
-    }
-    if (fd == 0 && (fd = pybpf_adopt_fd(0, 1, "map")) < 0)
+    fd = pybpf_fd_by_id(pybpf_state_from_type((PyTypeObject *)cls), bpf_map_get_fd_by_id_opts,
+                        id, flags, "map");
+    if (fd < 0)
         return NULL;
     return pybpf_map_wrap((PyTypeObject *)cls, fd);
 }

@@ -22,30 +22,21 @@ typedef struct {
 
 /* ---- helpers shared with object.c and introspection -------------------------------------- */
 
-/* Check, through /proc/self/fd, that fd is a bpf object of the wanted anon-inode kind
- * ("bpf-prog", "bpf-map", "bpf_link", ...).  bpf(BPF_OBJ_GET_INFO_BY_FD) would happily
- * describe a map fd with a program info struct, so this is the only reliable test.  Without
- * /proc the check is skipped (returns 0).  Keeps the GIL: a readlink on procfs does not
- * block. */
+/* Program.from_fd/from_pin refuse other fds: ValueError naming what the fd is, or OSError
+ * EBADF if it is not open (see pybpf_fd_is). */
 static int
 pybpf_check_fd_kind(int fd, const char *want, const char *kind)
 {
-    char path[64], target[128];
-    ssize_t n;
+    char seen[128] = "";
+    int r = pybpf_fd_is(fd, want, seen, sizeof(seen));
 
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    n = readlink(path, target, sizeof(target) - 1);
-    if (n < 0) {
-        if (errno == EBADF || errno == ENOENT) {
-            errno = EBADF;
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        return 0;
+    if (r < 0) {
+        errno = EBADF;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
     }
-    target[n] = '\0';
-    if (strncmp(target, "anon_inode:", 11) != 0 || strcmp(target + 11, want) != 0) {
-        PyErr_Format(PyExc_ValueError, "fd %d is not a BPF %s (it is %s)", fd, kind, target);
+    if (r == 0) {
+        PyErr_Format(PyExc_ValueError, "fd %d is not a BPF %s (it is %s)", fd, kind, seen);
         return -1;
     }
     return 0;
@@ -158,32 +149,6 @@ pybpf_program_new(PyTypeObject *cls, int fd)
     self->name[sizeof(self->name) - 1] = '\0';
     memcpy(self->tag, info.tag, sizeof(self->tag));
     return (PyObject *)self;
-}
-
-/* Parse an object id (u32): ValueError, not OverflowError, for negatives and huge values. */
-static int
-pybpf_id_arg(PyObject *arg, const char *what, uint32_t *out)
-{
-    long long v;
-
-    if (!PyLong_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "%s id must be an int, not %.100s", what,
-                     Py_TYPE(arg)->tp_name);
-        return -1;
-    }
-    v = PyLong_AsLongLong(arg);
-    if (v == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
-            return -1;
-        PyErr_Clear();
-        v = -1;
-    }
-    if (v < 0 || v > UINT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "%s id must be in 0..2**32-1", what);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
 }
 
 /* ---- constructors ---------------------------------------------------------------------- */
@@ -313,50 +278,27 @@ Program_from_fd(PyObject *cls, PyObject *args, PyObject *kw)
 static PyObject *
 Program_from_pin(PyObject *cls, PyObject *arg)
 {
-    pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
-    PyObject *path = NULL;
-    int fd;
+    int fd = pybpf_fd_from_pin(pybpf_state_from_type((PyTypeObject *)cls), arg, 0, "program");
 
-    if (!PyUnicode_FSConverter(arg, &path))
+    if (fd < 0)
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_obj_get(PyBytes_AS_STRING(path));
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        fd = pybpf_libbpf_errno(fd);
-        pybpf_err_with(st, NULL, fd, "program from_pin", NULL, PyBytes_AS_STRING(path));
-        Py_DECREF(path);
-        return NULL;
-    }
-    Py_DECREF(path);
     if (pybpf_check_fd_kind(fd, "bpf-prog", "program") < 0) {
         close(fd);
         return NULL;
     }
-    fd = pybpf_adopt_fd(fd, 1, "program");
-    if (fd < 0)
-        return NULL;
     return pybpf_program_new((PyTypeObject *)cls, fd);
 }
 
 static PyObject *
 Program_from_id(PyObject *cls, PyObject *arg)
 {
-    pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
     uint32_t id;
     int fd;
 
     if (pybpf_id_arg(arg, "program", &id) < 0)
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    fd = bpf_prog_get_fd_by_id(id);
-    Py_END_ALLOW_THREADS
-    if (fd < 0) {
-        char hint[48];
-        snprintf(hint, sizeof(hint), "id %u", id);
-        return pybpf_err_with(st, NULL, pybpf_libbpf_errno(fd), "program from_id", NULL, hint);
-    }
-    fd = pybpf_adopt_fd(fd, 1, "program");
+    fd = pybpf_fd_by_id(pybpf_state_from_type((PyTypeObject *)cls), bpf_prog_get_fd_by_id_opts,
+                        id, 0, "program");
     if (fd < 0)
         return NULL;
     return pybpf_program_new((PyTypeObject *)cls, fd);

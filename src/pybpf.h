@@ -181,4 +181,12 @@ pybpf_decode_name(const char *name, size_t cap)
 }
 static PyObject *pybpf_uint_list(const void *a, Py_ssize_t n, int width);
 
+/* ---- opening BPF objects (fd.c) ---------------------------------------------------------*/
+typedef int (*pybpf_get_fd_by_id_fn)(__u32 id, const struct bpf_get_fd_by_id_opts *opts);
+static int pybpf_id_arg(PyObject *arg, const char *what, uint32_t *out);
+static int pybpf_fd_by_id(pybpf_state *st, pybpf_get_fd_by_id_fn get, uint32_t id,
+                          uint32_t flags, const char *kind);
+static int pybpf_fd_from_pin(pybpf_state *st, PyObject *path, uint32_t flags, const char *kind);
+static int pybpf_fd_is(int fd, const char *inode, char *seen, size_t seen_len);
+
 #endif /* PYBPF_H */
