@@ -1031,16 +1031,22 @@ pybpf_perf_event_ioctl(PyObject *mod, PyObject *args)
     return PyLong_FromLong(r);
 }
 
+/* xdp_attach(ifindex, prog_fd, flags=0, old_prog_fd=-1) / xdp_detach(ifindex, flags=0,
+ * old_prog_fd=-1): one body, since libbpf's bpf_xdp_detach is bpf_xdp_attach with prog_fd -1;
+ * only the signature differs. */
 static PyObject *
-pybpf_xdp_attach(PyObject *mod, PyObject *args, PyObject *kwds)
+pybpf_xdp_set(PyObject *mod, PyObject *args, PyObject *kwds, int detach)
 {
-    static char *kwlist[] = {"ifindex", "prog_fd", "flags", "old_prog_fd", NULL};
-    int ifindex, prog_fd, old = -1, r;
+    static char *attach_kw[] = {"ifindex", "prog_fd", "flags", "old_prog_fd", NULL};
+    static char *detach_kw[] = {"ifindex", "flags", "old_prog_fd", NULL};
+    int ifindex, prog_fd = -1, old = -1, r;
     unsigned int flags = 0;
     LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "ii|Ii:xdp_attach", kwlist, &ifindex, &prog_fd,
-                                     &flags, &old))
+    if (detach ? !PyArg_ParseTupleAndKeywords(args, kwds, "i|Ii:xdp_detach", detach_kw,
+                                              &ifindex, &flags, &old)
+               : !PyArg_ParseTupleAndKeywords(args, kwds, "ii|Ii:xdp_attach", attach_kw,
+                                              &ifindex, &prog_fd, &flags, &old))
         return NULL;
     if (old >= 0)
         opts.old_prog_fd = old;
@@ -1048,29 +1054,20 @@ pybpf_xdp_attach(PyObject *mod, PyObject *args, PyObject *kwds)
     r = bpf_xdp_attach(ifindex, prog_fd, flags, &opts);
     Py_END_ALLOW_THREADS
     if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "xdp attach", NULL);
+        return pybpf_err(MOD_STATE(mod), -r, detach ? "xdp detach" : "xdp attach", NULL);
     Py_RETURN_NONE;
+}
+
+static PyObject *
+pybpf_xdp_attach(PyObject *mod, PyObject *args, PyObject *kwds)
+{
+    return pybpf_xdp_set(mod, args, kwds, 0);
 }
 
 static PyObject *
 pybpf_xdp_detach(PyObject *mod, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"ifindex", "flags", "old_prog_fd", NULL};
-    int ifindex, old = -1, r;
-    unsigned int flags = 0;
-    LIBBPF_OPTS(bpf_xdp_attach_opts, opts);
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|Ii:xdp_detach", kwlist, &ifindex, &flags,
-                                     &old))
-        return NULL;
-    if (old >= 0)
-        opts.old_prog_fd = old;
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_xdp_detach(ifindex, flags, &opts);
-    Py_END_ALLOW_THREADS
-    if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "xdp detach", NULL);
-    Py_RETURN_NONE;
+    return pybpf_xdp_set(mod, args, kwds, 1);
 }
 
 static PyObject *
@@ -1094,43 +1091,42 @@ pybpf_xdp_query(PyObject *mod, PyObject *args)
 }
 
 /* tc_hook_create(ifindex, attach_point) -> bool: True if this call created the clsact qdisc,
- * False if it existed (EEXIST), so the caller knows whether it must remove it later. */
+ * False if it existed (EEXIST), so the caller knows whether it must remove it later.
+ * tc_hook_destroy(ifindex, attach_point) shares the body. */
 static PyObject *
-pybpf_tc_hook_create(PyObject *mod, PyObject *args)
+pybpf_tc_hook(PyObject *mod, PyObject *args, int create)
 {
     int ifindex, point, r;
     LIBBPF_OPTS(bpf_tc_hook, hook);
 
-    if (!PyArg_ParseTuple(args, "ii:tc_hook_create", &ifindex, &point))
+    if (!PyArg_ParseTuple(args, create ? "ii:tc_hook_create" : "ii:tc_hook_destroy", &ifindex,
+                          &point))
         return NULL;
     hook.ifindex = ifindex;
     hook.attach_point = point;
     Py_BEGIN_ALLOW_THREADS
-    r = bpf_tc_hook_create(&hook);
+    r = create ? bpf_tc_hook_create(&hook) : bpf_tc_hook_destroy(&hook);
     Py_END_ALLOW_THREADS
-    if (r == -EEXIST)
+    if (create && r == -EEXIST)
         Py_RETURN_FALSE;
     if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "tc hook create", NULL);
-    Py_RETURN_TRUE;
+        return pybpf_err(MOD_STATE(mod), -r, create ? "tc hook create" : "tc hook destroy",
+                         NULL);
+    if (create)
+        Py_RETURN_TRUE;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+pybpf_tc_hook_create(PyObject *mod, PyObject *args)
+{
+    return pybpf_tc_hook(mod, args, 1);
 }
 
 static PyObject *
 pybpf_tc_hook_destroy(PyObject *mod, PyObject *args)
 {
-    int ifindex, point, r;
-    LIBBPF_OPTS(bpf_tc_hook, hook);
-
-    if (!PyArg_ParseTuple(args, "ii:tc_hook_destroy", &ifindex, &point))
-        return NULL;
-    hook.ifindex = ifindex;
-    hook.attach_point = point;
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_tc_hook_destroy(&hook);
-    Py_END_ALLOW_THREADS
-    if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "tc hook destroy", NULL);
-    Py_RETURN_NONE;
+    return pybpf_tc_hook(mod, args, 0);
 }
 
 /* tc_attach(ifindex, attach_point, prog_fd, handle=0, priority=0, replace=False)
@@ -1165,51 +1161,45 @@ pybpf_tc_attach(PyObject *mod, PyObject *args, PyObject *kwds)
     return Py_BuildValue("(III)", opts.handle, opts.priority, opts.prog_id);
 }
 
+/* tc_detach(ifindex, attach_point, handle, priority) and tc_query(same) -> prog_id, or None
+ * if no such filter: the same filter address, a different libbpf call. */
 static PyObject *
-pybpf_tc_detach(PyObject *mod, PyObject *args)
+pybpf_tc_filter(PyObject *mod, PyObject *args, int query)
 {
     int ifindex, point, r;
     unsigned int handle, prio;
     LIBBPF_OPTS(bpf_tc_hook, hook);
     LIBBPF_OPTS(bpf_tc_opts, opts);
 
-    if (!PyArg_ParseTuple(args, "iiII:tc_detach", &ifindex, &point, &handle, &prio))
+    if (!PyArg_ParseTuple(args, query ? "iiII:tc_query" : "iiII:tc_detach", &ifindex, &point,
+                          &handle, &prio))
         return NULL;
     hook.ifindex = ifindex;
     hook.attach_point = point;
     opts.handle = handle;
     opts.priority = prio;
     Py_BEGIN_ALLOW_THREADS
-    r = bpf_tc_detach(&hook, &opts);
+    r = query ? bpf_tc_query(&hook, &opts) : bpf_tc_detach(&hook, &opts);
     Py_END_ALLOW_THREADS
+    if (query && (r == -ENOENT || r == -EINVAL))
+        Py_RETURN_NONE;
     if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "tc detach", NULL);
+        return pybpf_err(MOD_STATE(mod), -r, query ? "tc query" : "tc detach", NULL);
+    if (query)
+        return PyLong_FromUnsignedLong(opts.prog_id);
     Py_RETURN_NONE;
 }
 
-/* tc_query(ifindex, attach_point, handle, priority) -> prog_id, or None if no such filter. */
+static PyObject *
+pybpf_tc_detach(PyObject *mod, PyObject *args)
+{
+    return pybpf_tc_filter(mod, args, 0);
+}
+
 static PyObject *
 pybpf_tc_query(PyObject *mod, PyObject *args)
 {
-    int ifindex, point, r;
-    unsigned int handle, prio;
-    LIBBPF_OPTS(bpf_tc_hook, hook);
-    LIBBPF_OPTS(bpf_tc_opts, opts);
-
-    if (!PyArg_ParseTuple(args, "iiII:tc_query", &ifindex, &point, &handle, &prio))
-        return NULL;
-    hook.ifindex = ifindex;
-    hook.attach_point = point;
-    opts.handle = handle;
-    opts.priority = prio;
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_tc_query(&hook, &opts);
-    Py_END_ALLOW_THREADS
-    if (r == -ENOENT || r == -EINVAL)
-        Py_RETURN_NONE;
-    if (r < 0)
-        return pybpf_err(MOD_STATE(mod), -r, "tc query", NULL);
-    return PyLong_FromUnsignedLong(opts.prog_id);
+    return pybpf_tc_filter(mod, args, 1);
 }
 
 /* prog_attach(prog_fd, target_fd, attach_type, flags=0, replace_prog_fd=-1, relative_fd=0,
