@@ -74,8 +74,8 @@ pybpf_fd_fileno(PyObject *self, PyObject *unused)
 {
     PyBPF_FdObject *o = (PyBPF_FdObject *)self;
 
-    if (o->fd < 0 || o->closing)
-        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    if (pybpf_check_open(o) < 0)
+        return NULL;
     return PyLong_FromLong(o->fd);
 }
 
@@ -90,7 +90,7 @@ pybpf_fd_get_closed(PyObject *self, void *c)
 {
     PyBPF_FdObject *o = (PyBPF_FdObject *)self;
 
-    return PyBool_FromLong(o->fd < 0 || o->closing);
+    return PyBool_FromLong(pybpf_fd_closed(o));
 }
 
 static PyObject *
@@ -99,8 +99,8 @@ pybpf_fd_detach(PyObject *self, PyObject *unused)
     PyBPF_FdObject *o = (PyBPF_FdObject *)self;
     int fd;
 
-    if (o->fd < 0 || o->closing)
-        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    if (pybpf_check_open(o) < 0)
+        return NULL;
     fd = o->fd;
     o->owns_fd = 0;
     if (o->inflight == 0) {
@@ -169,11 +169,13 @@ pybpf_fd_enter_ctx(PyObject *self, PyObject *unused)
 {
     PyBPF_FdObject *o = (PyBPF_FdObject *)self;
 
-    if (o->fd < 0 || o->closing)
-        return PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    if (pybpf_check_open(o) < 0)
+        return NULL;
     return Py_NewRef(self);
 }
 
+/* __exit__ calls close() through the type, so subclasses that extend close() are honoured;
+ * object.c's Object (not fd-based) uses it too. */
 static PyObject *
 pybpf_fd_exit_ctx(PyObject *self, PyObject *const *args, Py_ssize_t n)
 {
@@ -202,6 +204,7 @@ pybpf_fd_finalize(PyObject *self)
     PyErr_Restore(type, value, tb);
 }
 
+/* Heap types must visit their type; nothing else to visit (also used by Object and BTF). */
 static int
 pybpf_fd_traverse(PyObject *self, visitproc visit, void *arg)
 {

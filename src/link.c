@@ -872,7 +872,7 @@ Link_repr(PyObject *self)
     PyBPF_FdObject *o = (PyBPF_FdObject *)self;
     const char *name = Py_TYPE(self)->tp_name;
 
-    if (o->fd < 0 || o->closing)
+    if (pybpf_fd_closed(o))
         return PyUnicode_FromFormat("<%s closed>", name);
     return PyUnicode_FromFormat("<%s fd=%d>", name, o->fd);
 }

@@ -1189,7 +1189,7 @@ Map_repr(PyObject *self)
 
     if (dot)
         tn = dot + 1;
-    if (m->base.fd < 0 || m->base.closing)
+    if (pybpf_fd_closed(&m->base))
         return PyUnicode_FromFormat("<%s %s '%s' id=%u closed>", tn,
                                     pybpf_map_type_name(m->map_type), m->name, m->id);
     return PyUnicode_FromFormat("<%s %s '%s' id=%u fd=%d key_size=%u value_size=%u "

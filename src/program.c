@@ -569,7 +569,7 @@ Program_repr(PyObject *self)
 {
     PyBPF_ProgramObject *p = PYBPF_PROG(self);
 
-    if (p->base.fd < 0 || p->base.closing)
+    if (pybpf_fd_closed(&p->base))
         return PyUnicode_FromFormat("<%s closed>", Py_TYPE(self)->tp_name);
     return PyUnicode_FromFormat("<%s type=%u name='%s' id=%u fd=%d>", Py_TYPE(self)->tp_name,
                                 p->prog_type, p->name, p->id, p->base.fd);
@@ -577,22 +577,10 @@ Program_repr(PyObject *self)
 
 /* ---- getters: the cached, immutable part of the info ------------------------------------ */
 
-static int
-pybpf_prog_check_open(PyObject *self)
-{
-    PyBPF_FdObject *o = (PyBPF_FdObject *)self;
-
-    if (o->fd < 0 || o->closing) {
-        PyErr_SetString(PyExc_ValueError, "operation on closed program");
-        return -1;
-    }
-    return 0;
-}
-
 static PyObject *
 Program_get_id(PyObject *self, void *c)
 {
-    if (pybpf_prog_check_open(self) < 0)
+    if (pybpf_check_open((PyBPF_FdObject *)self) < 0)
         return NULL;
     return PyLong_FromUnsignedLong(PYBPF_PROG(self)->id);
 }
@@ -600,7 +588,7 @@ Program_get_id(PyObject *self, void *c)
 static PyObject *
 Program_get_prog_type(PyObject *self, void *c)
 {
-    if (pybpf_prog_check_open(self) < 0)
+    if (pybpf_check_open((PyBPF_FdObject *)self) < 0)
         return NULL;
     return PyLong_FromUnsignedLong(PYBPF_PROG(self)->prog_type);
 }
@@ -608,7 +596,7 @@ Program_get_prog_type(PyObject *self, void *c)
 static PyObject *
 Program_get_name(PyObject *self, void *c)
 {
-    if (pybpf_prog_check_open(self) < 0)
+    if (pybpf_check_open((PyBPF_FdObject *)self) < 0)
         return NULL;
     return pybpf_decode_name(PYBPF_PROG(self)->name, sizeof(PYBPF_PROG(self)->name));
 }
@@ -620,7 +608,7 @@ Program_get_tag(PyObject *self, void *c)
     char s[2 * BPF_TAG_SIZE];
     int i;
 
-    if (pybpf_prog_check_open(self) < 0)
+    if (pybpf_check_open((PyBPF_FdObject *)self) < 0)
         return NULL;
     for (i = 0; i < BPF_TAG_SIZE; i++) {
         s[2 * i] = hex[PYBPF_PROG(self)->tag[i] >> 4];

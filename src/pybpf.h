@@ -84,15 +84,31 @@ struct PyBPF_FdObject {
     PyObject *weakreflist;
 };
 
+/* Closed, or closing with calls in flight: either way the object takes no new calls. */
+static inline int
+pybpf_fd_closed(const PyBPF_FdObject *o)
+{
+    return o->fd < 0 || o->closing;
+}
+
+/* 0 if open, else -1 with ValueError "operation on closed <kind>". */
+static inline int
+pybpf_check_open(const PyBPF_FdObject *o)
+{
+    if (pybpf_fd_closed(o)) {
+        PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+        return -1;
+    }
+    return 0;
+}
+
 /* Start a call on the object's fd: return the fd, or -1 with ValueError set if closed.
  * Must be paired with pybpf_leave() (GIL held for both). */
 static inline int
 pybpf_enter(PyBPF_FdObject *o)
 {
-    if (o->fd < 0 || o->closing) {
-        PyErr_Format(PyExc_ValueError, "operation on closed %s", o->kind);
+    if (pybpf_check_open(o) < 0)
         return -1;
-    }
     o->inflight++;
     return o->fd;
 }
