@@ -162,17 +162,6 @@ Object_enter(PyObject *op, PyObject *unused)
 }
 
 static PyObject *
-Object_exit(PyObject *op, PyObject *const *args, Py_ssize_t n)
-{
-    PyObject *r = PyObject_CallMethod(op, "close", NULL);
-
-    if (!r)
-        return NULL;
-    Py_DECREF(r);
-    Py_RETURN_FALSE;
-}
-
-static PyObject *
 Object_get_closed(PyObject *op, void *c)
 {
     PyBPF_Object *self = (PyBPF_Object *)op;
@@ -223,13 +212,6 @@ Object_finalize(PyObject *op)
         PyErr_WriteUnraisable(op);
     pybpf_object_release(self);
     PyErr_Restore(type, value, tb);
-}
-
-static int
-Object_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(op));
-    return 0;
 }
 
 static void
@@ -325,19 +307,33 @@ pybpf_object_program(PyBPF_Object *self, PyObject *name)
     return prog;
 }
 
+/* The names of the object's maps or programs, in libbpf's order.  libbpf's iterators differ
+ * only in type, so one loop walks either. */
 static PyObject *
-Object_map_names(PyObject *op, PyObject *unused)
+pybpf_object_names(PyObject *op, int programs)
 {
     PyBPF_Object *self = (PyBPF_Object *)op;
-    struct bpf_map *map;
+    struct bpf_map *map = NULL;
+    struct bpf_program *prog = NULL;
     PyObject *res, *s;
 
     if (pybpf_object_check(self) < 0)
         return NULL;
     if (!(res = PyList_New(0)))
         return NULL;
-    bpf_object__for_each_map(map, self->obj) {
-        s = PyUnicode_FromString(bpf_map__name(map));
+    for (;;) {
+        const char *name;
+
+        if (programs) {
+            if (!(prog = bpf_object__next_program(self->obj, prog)))
+                break;
+            name = bpf_program__name(prog);
+        } else {
+            if (!(map = bpf_object__next_map(self->obj, map)))
+                break;
+            name = bpf_map__name(map);
+        }
+        s = PyUnicode_FromString(name);
         if (!s || PyList_Append(res, s) < 0) {
             Py_XDECREF(s);
             Py_DECREF(res);
@@ -349,26 +345,36 @@ Object_map_names(PyObject *op, PyObject *unused)
 }
 
 static PyObject *
+Object_map_names(PyObject *op, PyObject *unused)
+{
+    return pybpf_object_names(op, 0);
+}
+
+static PyObject *
 Object_program_names(PyObject *op, PyObject *unused)
 {
-    PyBPF_Object *self = (PyBPF_Object *)op;
-    struct bpf_program *prog;
-    PyObject *res, *s;
+    return pybpf_object_names(op, 1);
+}
 
-    if (pybpf_object_check(self) < 0)
-        return NULL;
-    if (!(res = PyList_New(0)))
-        return NULL;
-    bpf_object__for_each_program(prog, self->obj) {
-        s = PyUnicode_FromString(bpf_program__name(prog));
-        if (!s || PyList_Append(res, s) < 0) {
-            Py_XDECREF(s);
-            Py_DECREF(res);
-            return NULL;
-        }
-        Py_DECREF(s);
-    }
-    return res;
+/* A spec setter's libbpf call failed: name the field; EBUSY is libbpf saying "loaded". */
+static PyObject *
+pybpf_object_set_err(PyObject *op, int err, const char *what, const char *field,
+                     PyObject *name)
+{
+    char op_name[64];
+
+    snprintf(op_name, sizeof(op_name), "set %s %s", what, field);
+    return pybpf_err_with(PYBPF_STATE(op), NULL, err, op_name, name,
+                          err == EBUSY ? "the object is already loaded" : NULL);
+}
+
+/* End a call that ran with the GIL released (inflight was raised before it): the last one
+ * out performs a close() that came meanwhile. */
+static void
+pybpf_object_leave(PyBPF_Object *self)
+{
+    if (--self->inflight == 0 && self->closing)
+        pybpf_object_release(self);
 }
 
 /* ---- map specs -------------------------------------------------------------------------- */
@@ -466,12 +472,8 @@ Object_map_set(PyObject *op, PyObject *args)
     else
         return PyErr_Format(PyExc_ValueError, "unknown map field %s", field);
 done:
-    if (r < 0) {
-        char op_name[64];
-        snprintf(op_name, sizeof(op_name), "set map %s", field);
-        return pybpf_err_with(PYBPF_STATE(op), NULL, -r, op_name, name,
-                              -r == EBUSY ? "the object is already loaded" : NULL);
-    }
+    if (r < 0)
+        return pybpf_object_set_err(op, -r, "map", field, name);
     Py_RETURN_NONE;
 }
 
@@ -496,11 +498,7 @@ Object_map_reuse_fd(PyObject *op, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     r = bpf_map__reuse_fd(map, fd);
     Py_END_ALLOW_THREADS
-    if (--self->inflight == 0 && self->closing) {
-        pybpf_object_release(self);
-        if (r == 0)
-            Py_RETURN_NONE;
-    }
+    pybpf_object_leave(self);
     if (r < 0)
         return pybpf_err(PYBPF_STATE(op), -r, "reuse map fd", name);
     Py_RETURN_NONE;
@@ -550,8 +548,7 @@ Object_program_set(PyObject *op, PyObject *args)
         Py_BEGIN_ALLOW_THREADS /* may load kernel BTF / query the target program */
         r = bpf_program__set_attach_target(prog, tfd, func);
         Py_END_ALLOW_THREADS
-        if (--self->inflight == 0 && self->closing)
-            pybpf_object_release(self);
+        pybpf_object_leave(self);
     } else if (strcmp(field, "autoload") == 0 || strcmp(field, "autoattach") == 0) {
         int t = PyObject_IsTrue(value);
         if (t < 0)
@@ -579,12 +576,8 @@ Object_program_set(PyObject *op, PyObject *args)
         else
             return PyErr_Format(PyExc_ValueError, "unknown program field %s", field);
     }
-    if (r < 0) {
-        char op_name[64];
-        snprintf(op_name, sizeof(op_name), "set program %s", field);
-        return pybpf_err_with(PYBPF_STATE(op), NULL, -r, op_name, name,
-                              -r == EBUSY ? "the object is already loaded" : NULL);
-    }
+    if (r < 0)
+        return pybpf_object_set_err(op, -r, "program", field, name);
     Py_RETURN_NONE;
 }
 
@@ -957,7 +950,7 @@ static PyMethodDef Object_methods[] = {
     {"close", Object_close, METH_NOARGS,
      PyDoc_STR("Free the libbpf object and close the fds it owns (idempotent).")},
     {"__enter__", Object_enter, METH_NOARGS, NULL},
-    {"__exit__", (PyCFunction)(void (*)(void))Object_exit, METH_FASTCALL, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))pybpf_fd_exit_ctx, METH_FASTCALL, NULL},
     {"load", (PyCFunction)(void (*)(void))Object_load, METH_VARARGS | METH_KEYWORDS,
      PyDoc_STR("load(log_level=0, log_size=1 MiB)\nCreate the maps and load the programs "
                "(GIL released). VerifierError with .log when a program is refused.")},
@@ -1009,7 +1002,7 @@ static PyType_Slot Object_slots[] = {
     {Py_tp_members, Object_members},
     {Py_tp_repr, Object_repr},
     {Py_tp_finalize, Object_finalize},
-    {Py_tp_traverse, Object_traverse},
+    {Py_tp_traverse, pybpf_fd_traverse},
     {Py_tp_dealloc, Object_dealloc},
     {0, NULL},
 };
