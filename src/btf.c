@@ -134,6 +134,44 @@ pybpf_btf_str(struct btf *b, __u32 off)
     return PyUnicode_DecodeUTF8(s ? s : "", s ? strlen(s) : 0, "replace");
 }
 
+/* Element i of a type with a member list, as type_info() reports it (see below).  The
+ * kinds lay their vlen elements out differently but are listed alike, so type_info() has
+ * one list loop and the per-kind part is here. */
+static PyObject *
+pybpf_btf_elem(struct btf *b, const struct btf_type *t, int i)
+{
+    switch (btf_kind(t)) {
+    case BTF_KIND_STRUCT:
+    case BTF_KIND_UNION: {
+        const struct btf_member *m = btf_members(t) + i;
+        return Py_BuildValue("(NIII)", pybpf_btf_str(b, m->name_off), m->type,
+                             btf_member_bit_offset(t, i), btf_member_bitfield_size(t, i));
+    }
+    case BTF_KIND_ENUM: {
+        const struct btf_enum *e = btf_enum(t) + i;
+        /* kflag set: the values are signed */
+        return btf_kflag(t)
+            ? Py_BuildValue("(Nl)", pybpf_btf_str(b, e->name_off), (long)(__s32)e->val)
+            : Py_BuildValue("(Nk)", pybpf_btf_str(b, e->name_off), (unsigned long)e->val);
+    }
+    case BTF_KIND_ENUM64: {
+        const struct btf_enum64 *e = btf_enum64(t) + i;
+        unsigned long long v = btf_enum64_value(e);
+        return btf_kflag(t)
+            ? Py_BuildValue("(NL)", pybpf_btf_str(b, e->name_off), (long long)v)
+            : Py_BuildValue("(NK)", pybpf_btf_str(b, e->name_off), v);
+    }
+    case BTF_KIND_FUNC_PROTO: {
+        const struct btf_param *p = btf_params(t) + i;
+        return Py_BuildValue("(NI)", pybpf_btf_str(b, p->name_off), p->type);
+    }
+    default: { /* BTF_KIND_DATASEC */
+        const struct btf_var_secinfo *v = btf_var_secinfos(t) + i;
+        return Py_BuildValue("(III)", v->type, v->offset, v->size);
+    }
+    }
+}
+
 /* type_info(id) -> (kind, name, size_or_type, details).  details depends on the kind:
  * INT (encoding, bit_offset, bits); ARRAY (elem, index, nelems); STRUCT/UNION
  * [(name, type, bit_offset, bitfield_size)]; ENUM/ENUM64 [(name, value)];
@@ -172,79 +210,18 @@ BTF_type_info(PyObject *self, PyObject *arg)
         details = Py_BuildValue("(III)", a->type, a->index_type, a->nelems);
         break;
     }
-    case BTF_KIND_STRUCT:
-    case BTF_KIND_UNION: {
-        const struct btf_member *m = btf_members(t);
-        details = PyList_New(n);
-        for (i = 0; details && i < n; i++) {
-            PyObject *mn = pybpf_btf_str(b, m[i].name_off), *item;
-            if (!mn) {
-                Py_CLEAR(details);
-                break;
-            }
-            item = Py_BuildValue("(NIII)", mn, m[i].type, btf_member_bit_offset(t, i),
-                                 btf_member_bitfield_size(t, i));
-            if (!item) {
-                Py_CLEAR(details);
-                break;
-            }
-            PyList_SET_ITEM(details, i, item);
-        }
-        break;
-    }
-    case BTF_KIND_ENUM: {
-        const struct btf_enum *e = btf_enum(t);
-        int is_signed = btf_kflag(t);
-        details = PyList_New(n);
-        for (i = 0; details && i < n; i++) {
-            PyObject *item = is_signed
-                ? Py_BuildValue("(Nl)", pybpf_btf_str(b, e[i].name_off), (long)(__s32)e[i].val)
-                : Py_BuildValue("(Nk)", pybpf_btf_str(b, e[i].name_off), (unsigned long)e[i].val);
-            if (!item) {
-                Py_CLEAR(details);
-                break;
-            }
-            PyList_SET_ITEM(details, i, item);
-        }
-        break;
-    }
-    case BTF_KIND_ENUM64: {
-        const struct btf_enum64 *e = btf_enum64(t);
-        details = PyList_New(n);
-        for (i = 0; details && i < n; i++) {
-            unsigned long long v = btf_enum64_value(&e[i]);
-            PyObject *item = btf_kflag(t)
-                ? Py_BuildValue("(NL)", pybpf_btf_str(b, e[i].name_off), (long long)v)
-                : Py_BuildValue("(NK)", pybpf_btf_str(b, e[i].name_off), v);
-            if (!item) {
-                Py_CLEAR(details);
-                break;
-            }
-            PyList_SET_ITEM(details, i, item);
-        }
-        break;
-    }
-    case BTF_KIND_FUNC_PROTO: {
-        const struct btf_param *p = btf_params(t);
-        details = PyList_New(n);
-        for (i = 0; details && i < n; i++) {
-            PyObject *item = Py_BuildValue("(NI)", pybpf_btf_str(b, p[i].name_off), p[i].type);
-            if (!item) {
-                Py_CLEAR(details);
-                break;
-            }
-            PyList_SET_ITEM(details, i, item);
-        }
-        break;
-    }
     case BTF_KIND_VAR:
         details = PyLong_FromUnsignedLong(btf_var(t)->linkage);
         break;
-    case BTF_KIND_DATASEC: {
-        const struct btf_var_secinfo *v = btf_var_secinfos(t);
+    case BTF_KIND_STRUCT:
+    case BTF_KIND_UNION:
+    case BTF_KIND_ENUM:
+    case BTF_KIND_ENUM64:
+    case BTF_KIND_FUNC_PROTO:
+    case BTF_KIND_DATASEC:
         details = PyList_New(n);
         for (i = 0; details && i < n; i++) {
-            PyObject *item = Py_BuildValue("(III)", v[i].type, v[i].offset, v[i].size);
+            PyObject *item = pybpf_btf_elem(b, t, i);
             if (!item) {
                 Py_CLEAR(details);
                 break;
@@ -252,7 +229,6 @@ BTF_type_info(PyObject *self, PyObject *arg)
             PyList_SET_ITEM(details, i, item);
         }
         break;
-    }
     default:
         details = Py_NewRef(Py_None);
     }
