@@ -1011,25 +1011,30 @@ Map_lookup_and_delete_batch(PyObject *self, PyObject *args, PyObject *kwds)
     return pybpf_map_lookup_batch_common(self, args, kwds, 1);
 }
 
-/* update_batch(keys, values, flags=0) / delete_batch(keys): all elements in one syscall;
- * returns how many were done; on failure the exception's .count says how many succeeded. */
+/* update_batch(keys, values, flags=0) / delete_batch(keys, flags=0): all elements in one
+ * syscall; returns how many were done; on failure the exception's .count says how many
+ * succeeded.  One body: delete_batch is update_batch without the values. */
 static PyObject *
-Map_update_batch(PyObject *self, PyObject *args, PyObject *kwds)
+pybpf_map_write_batch(PyObject *self, PyObject *args, PyObject *kwds, int del)
 {
-    static char *kwlist[] = {"keys", "values", "flags", NULL};
+    static char *update_kw[] = {"keys", "values", "flags", NULL};
+    static char *delete_kw[] = {"keys", "flags", NULL};
     PyBPF_MapObject *m = MAP(self);
-    PyObject *keys, *values;
+    PyObject *keys, *values = NULL;
     unsigned long long flags = 0;
-    Py_buffer kb, vb;
+    Py_buffer kb, vb = {0};
     Py_ssize_t n;
     __u32 count;
     int fd, r;
+    const char *op = del ? "map delete_batch" : "map update_batch";
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|K:update_batch", kwlist, &keys, &values,
-                                     &flags))
+    if (del ? !PyArg_ParseTupleAndKeywords(args, kwds, "O|K:delete_batch", delete_kw, &keys,
+                                           &flags)
+            : !PyArg_ParseTupleAndKeywords(args, kwds, "OO|K:update_batch", update_kw, &keys,
+                                           &values, &flags))
         return NULL;
     if (m->key_size == 0)
-        return pybpf_map_err(self, EINVAL, "map update_batch", "the map has no keys");
+        return pybpf_map_err(self, EINVAL, op, "the map has no keys");
     if (pybpf_get_buffer(keys, &kb, -1, "keys", 0) < 0)
         return NULL;
     if (kb.len % m->key_size) {
@@ -1043,92 +1048,50 @@ Map_update_batch(PyObject *self, PyObject *args, PyObject *kwds)
         PyBuffer_Release(&kb);
         return PyErr_Format(PyExc_ValueError, "too many elements for one batch");
     }
-    if (pybpf_get_buffer(values, &vb, n * m->raw_value_size, "values", 0) < 0) {
+    if (values && pybpf_get_buffer(values, &vb, n * m->raw_value_size, "values", 0) < 0) {
         PyBuffer_Release(&kb);
         return NULL;
     }
     count = (__u32)n;
     fd = pybpf_map_enter(self);
-    if (fd < 0) {
-        PyBuffer_Release(&kb);
-        PyBuffer_Release(&vb);
-        return NULL;
-    }
     r = 0;
-    if (n) {
+    if (fd >= 0 && n) {
         Py_BEGIN_ALLOW_THREADS
         LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
-        r = bpf_map_update_batch(fd, kb.buf, vb.buf, &count, &opts);
+        r = del ? bpf_map_delete_batch(fd, kb.buf, &count, &opts)
+                : bpf_map_update_batch(fd, kb.buf, vb.buf, &count, &opts);
         Py_END_ALLOW_THREADS
     }
-    pybpf_map_leave(self);
+    if (fd >= 0)
+        pybpf_map_leave(self);
     PyBuffer_Release(&kb);
-    PyBuffer_Release(&vb);
+    if (vb.obj)
+        PyBuffer_Release(&vb);
+    if (fd < 0)
+        return NULL;
     if (r < 0) {
         /* The kernel writes count back only once it has started on the elements; an early
          * refusal leaves our input there, and then nothing was done. */
         if (count >= n)
             count = 0;
-        if (r == -EINVAL && (flags & ~(unsigned long long)BPF_F_LOCK)) {
-            pybpf_map_err(self, EINVAL, "map update_batch",
-                          "batch updates take no NOEXIST/EXIST flags, only LOCK");
-            return NULL;
-        }
-        return pybpf_map_batch_err(self, -r, "map update_batch", count, n);
+        if (!del && r == -EINVAL && (flags & ~(unsigned long long)BPF_F_LOCK))
+            return pybpf_map_err(self, EINVAL, op,
+                                 "batch updates take no NOEXIST/EXIST flags, only LOCK");
+        return pybpf_map_batch_err(self, -r, op, count, n);
     }
     return PyLong_FromSsize_t(n);
 }
 
 static PyObject *
+Map_update_batch(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    return pybpf_map_write_batch(self, args, kwds, 0);
+}
+
+static PyObject *
 Map_delete_batch(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"keys", "flags", NULL};
-    PyBPF_MapObject *m = MAP(self);
-    PyObject *keys;
-    unsigned long long flags = 0;
-    Py_buffer kb;
-    Py_ssize_t n;
-    __u32 count;
-    int fd, r;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|K:delete_batch", kwlist, &keys, &flags))
-        return NULL;
-    if (m->key_size == 0)
-        return pybpf_map_err(self, EINVAL, "map delete_batch", "the map has no keys");
-    if (pybpf_get_buffer(keys, &kb, -1, "keys", 0) < 0)
-        return NULL;
-    if (kb.len % m->key_size) {
-        PyErr_Format(PyExc_ValueError, "keys must be a multiple of key_size %u bytes, got %zd",
-                     m->key_size, kb.len);
-        PyBuffer_Release(&kb);
-        return NULL;
-    }
-    n = kb.len / m->key_size;
-    if (n > UINT32_MAX) {
-        PyBuffer_Release(&kb);
-        return PyErr_Format(PyExc_ValueError, "too many elements for one batch");
-    }
-    count = (__u32)n;
-    fd = pybpf_map_enter(self);
-    if (fd < 0) {
-        PyBuffer_Release(&kb);
-        return NULL;
-    }
-    r = 0;
-    if (n) {
-        Py_BEGIN_ALLOW_THREADS
-        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
-        r = bpf_map_delete_batch(fd, kb.buf, &count, &opts);
-        Py_END_ALLOW_THREADS
-    }
-    pybpf_map_leave(self);
-    PyBuffer_Release(&kb);
-    if (r < 0) {
-        if (count >= n)
-            count = 0; /* refused before any element (see update_batch) */
-        return pybpf_map_batch_err(self, -r, "map delete_batch", count, n);
-    }
-    return PyLong_FromSsize_t(n);
+    return pybpf_map_write_batch(self, args, kwds, 1);
 }
 
 /* _split(buf, size, n) -> list of n bytes objects of `size` bytes each: the fast way to turn
