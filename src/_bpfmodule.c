@@ -52,6 +52,18 @@ pybpf_state_from_type(PyTypeObject *tp)
     return NULL;
 }
 
+/* The end of every concern's init: create its heap type from spec, keep it in its state
+ * field, add it to the module under its short name ("bpf._bpf.Map" -> Map), and add the
+ * concern's module functions (functions may be NULL). */
+static int
+pybpf_add_type(PyObject *m, PyType_Spec *spec, PyTypeObject **slot, PyMethodDef *functions)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, NULL);
+    if (!*slot || PyModule_AddType(m, *slot) < 0)
+        return -1;
+    return functions ? PyModule_AddFunctions(m, functions) : 0;
+}
+
 /* ---- libbpf's print callback -> logging ----------------------------------------------------
  * libbpf's print hook is process-global, so its target is too: a Python callable set by
  * bpf/_log.py.  libbpf may call it from a thread that released the GIL (during a load), so

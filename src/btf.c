@@ -483,8 +483,5 @@ static PyType_Spec BTF_spec = {
 static int
 pybpf_btf_init(PyObject *m, pybpf_state *st)
 {
-    st->BTF_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &BTF_spec, NULL);
-    if (!st->BTF_Type)
-        return -1;
-    return PyModule_AddType(m, st->BTF_Type);
+    return pybpf_add_type(m, &BTF_spec, &st->BTF_Type, NULL);
 }

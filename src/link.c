@@ -1333,10 +1333,5 @@ static PyMethodDef pybpf_link_functions[] = {
 static int
 pybpf_link_init(PyObject *m, pybpf_state *st)
 {
-    st->Link_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Link_spec, NULL);
-    if (!st->Link_Type)
-        return -1;
-    if (PyModule_AddObjectRef(m, "Link", (PyObject *)st->Link_Type) < 0)
-        return -1;
-    return PyModule_AddFunctions(m, pybpf_link_functions);
+    return pybpf_add_type(m, &Link_spec, &st->Link_Type, pybpf_link_functions);
 }

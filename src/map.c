@@ -1291,10 +1291,5 @@ static PyMethodDef pybpf_map_functions[] = {
 static int
 pybpf_map_init(PyObject *m, pybpf_state *st)
 {
-    st->Map_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Map_spec, NULL);
-    if (!st->Map_Type)
-        return -1;
-    if (PyModule_AddObjectRef(m, "Map", (PyObject *)st->Map_Type) < 0)
-        return -1;
-    return PyModule_AddFunctions(m, pybpf_map_functions);
+    return pybpf_add_type(m, &Map_spec, &st->Map_Type, pybpf_map_functions);
 }

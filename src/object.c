@@ -1017,8 +1017,5 @@ static PyType_Spec Object_spec = {
 static int
 pybpf_object_init(PyObject *m, pybpf_state *st)
 {
-    st->Object_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Object_spec, NULL);
-    if (!st->Object_Type)
-        return -1;
-    return PyModule_AddObjectRef(m, "Object", (PyObject *)st->Object_Type);
+    return pybpf_add_type(m, &Object_spec, &st->Object_Type, NULL);
 }

@@ -802,10 +802,5 @@ static PyMethodDef pybpf_program_functions[] = {
 static int
 pybpf_program_init(PyObject *m, pybpf_state *st)
 {
-    st->Program_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &Program_spec, NULL);
-    if (!st->Program_Type)
-        return -1;
-    if (PyModule_AddObjectRef(m, "Program", (PyObject *)st->Program_Type) < 0)
-        return -1;
-    return PyModule_AddFunctions(m, pybpf_program_functions);
+    return pybpf_add_type(m, &Program_spec, &st->Program_Type, pybpf_program_functions);
 }

@@ -57,6 +57,9 @@ static pybpf_state *pybpf_state_from_module(PyObject *m);
 /* State for a method of one of our types, also when called on a Python subclass. */
 static pybpf_state *pybpf_state_from_type(PyTypeObject *tp);
 #define PYBPF_STATE(self) pybpf_state_from_type(Py_TYPE(self))
+/* Create a concern's type, store it in *slot, add it (and functions, may be NULL) to m. */
+static int pybpf_add_type(PyObject *m, PyType_Spec *spec, PyTypeObject **slot,
+                          PyMethodDef *functions);
 
 /* ---- the fd-owning base (fd.c) -------------------------------------------------------------
  * Every fd-owning object (Map, Program, Link, BTF, readers) starts with this struct.
