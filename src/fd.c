@@ -372,6 +372,23 @@ pybpf_fd_from_pin(pybpf_state *st, PyObject *pathobj, uint32_t flags, const char
     return pybpf_adopt_fd(fd, 1, kind);
 }
 
+/* from_fd(fd, transfer=False) of Map, Program and Link: parse, let check (may be NULL) refuse
+ * an fd of another kind before we take it, then adopt it (dup, or take it when transfer).
+ * Returns an fd we own, or -1 with the error set. */
+static int
+pybpf_fd_from_fd_args(PyTypeObject *cls, PyObject *args, PyObject *kwds, const char *kind,
+                      pybpf_fd_check_fn check)
+{
+    static char *kwlist[] = {"fd", "transfer", NULL};
+    int fd, transfer = 0;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:from_fd", kwlist, &fd, &transfer))
+        return -1;
+    if (fd >= 0 && check && check(cls, fd) < 0)
+        return -1;
+    return pybpf_adopt_fd(fd, transfer, kind);  /* ValueError for fd < 0 */
+}
+
 /* Is fd the BPF object anon inode `inode` ("bpf-prog", "bpf-map", "bpf_link")?  Looks at
  * /proc/self/fd: BPF_OBJ_GET_INFO_BY_FD would happily describe a map fd with a program info
  * struct, so this is the only reliable test.  The kernel spells these names with '-' or '_',

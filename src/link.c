@@ -79,32 +79,38 @@ pybpf_link_clear(PyObject *self)
 
 /* ---- constructors ------------------------------------------------------------------------ */
 
-/* Is fd a BPF link?  (pybpf_fd_is: BPF_OBJ_GET_INFO_BY_FD answers for any BPF object, a
- * program fd would fill the link info with program fields.) */
+/* Refuse an fd that is not a BPF link (BPFError, EBADF if it is not open, else EINVAL).
+ * BPF_OBJ_GET_INFO_BY_FD answers for any BPF object (a program fd would fill the link info
+ * with program fields), hence the anon-inode test as well. */
 static int
-pybpf_fd_is_link(int fd)
+pybpf_link_check(pybpf_state *st, int fd, const char *op, PyObject *obj)
 {
-    return pybpf_fd_is(fd, "bpf_link", NULL, 0) > 0;
+    struct bpf_link_info info;
+    __u32 len = sizeof(info);
+
+    memset(&info, 0, sizeof(info));
+    if (bpf_link_get_info_by_fd(fd, &info, &len) < 0 ||
+        pybpf_fd_is(fd, "bpf_link", NULL, 0) <= 0) {
+        pybpf_err_with(st, NULL, errno == EBADF ? EBADF : EINVAL, op, obj, "not a BPF link");
+        return -1;
+    }
+    return 0;
+}
+
+/* The pybpf_fd_check_fn of from_fd: check it really is a link before taking it, so a wrong
+ * fd fails here, not later. */
+static int
+pybpf_link_check_fd(PyTypeObject *cls, int fd)
+{
+    return pybpf_link_check(pybpf_state_from_type(cls), fd, "link from_fd", NULL);
 }
 
 static PyObject *
 Link_from_fd(PyObject *cls, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "transfer", NULL};
-    int fd, transfer = 0;
-    struct bpf_link_info info;
-    __u32 len = sizeof(info);
+    int fd = pybpf_fd_from_fd_args((PyTypeObject *)cls, args, kwds, "link",
+                                   pybpf_link_check_fd);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:from_fd", kwlist, &fd, &transfer))
-        return NULL;
-    /* Check it really is a link before taking it: a wrong fd should fail here, not later. */
-    memset(&info, 0, sizeof(info));
-    if (fd >= 0 && (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd))) {
-        int err = errno == EBADF ? EBADF : EINVAL;
-        return pybpf_err_with(pybpf_state_from_type((PyTypeObject *)cls), NULL, err,
-                              "link from_fd", NULL, "not a BPF link fd");
-    }
-    fd = pybpf_adopt_fd(fd, transfer, "link");
     if (fd < 0)
         return NULL;
     return pybpf_link_new((PyTypeObject *)cls, fd);
@@ -133,18 +139,14 @@ static PyObject *
 Link_from_pin(PyObject *cls, PyObject *arg)
 {
     pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
-    struct bpf_link_info info;
-    __u32 len = sizeof(info);
     int fd = pybpf_fd_from_pin(st, arg, 0, "link");
 
     if (fd < 0)
         return NULL;
     /* bpf_obj_get returns any kind of object: make sure this one is a link. */
-    memset(&info, 0, sizeof(info));
-    if (bpf_link_get_info_by_fd(fd, &info, &len) < 0 || !pybpf_fd_is_link(fd)) {
+    if (pybpf_link_check(st, fd, "link from_pin", arg) < 0) {
         close(fd);
-        return pybpf_err_with(st, NULL, EINVAL, "link from_pin", arg,
-                              "the pinned object is not a link");
+        return NULL;
     }
     return pybpf_link_new((PyTypeObject *)cls, fd);
 }

@@ -387,12 +387,8 @@ out:
 static PyObject *
 Map_from_fd(PyObject *cls, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fd", "transfer", NULL};
-    int fd, transfer = 0;
+    int fd = pybpf_fd_from_fd_args((PyTypeObject *)cls, args, kwds, "map", NULL);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:from_fd", kwlist, &fd, &transfer))
-        return NULL;
-    fd = pybpf_adopt_fd(fd, transfer, "map");
     if (fd < 0)
         return NULL;
     return pybpf_map_wrap((PyTypeObject *)cls, fd);

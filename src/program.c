@@ -23,12 +23,12 @@ typedef struct {
 /* ---- helpers shared with object.c and introspection -------------------------------------- */
 
 /* Program.from_fd/from_pin refuse other fds: ValueError naming what the fd is, or OSError
- * EBADF if it is not open (see pybpf_fd_is). */
+ * EBADF if it is not open (see pybpf_fd_is).  A pybpf_fd_check_fn. */
 static int
-pybpf_check_fd_kind(int fd, const char *want, const char *kind)
+pybpf_prog_check_fd(PyTypeObject *cls, int fd)
 {
     char seen[128] = "";
-    int r = pybpf_fd_is(fd, want, seen, sizeof(seen));
+    int r = pybpf_fd_is(fd, "bpf-prog", seen, sizeof(seen));
 
     if (r < 0) {
         errno = EBADF;
@@ -36,7 +36,7 @@ pybpf_check_fd_kind(int fd, const char *want, const char *kind)
         return -1;
     }
     if (r == 0) {
-        PyErr_Format(PyExc_ValueError, "fd %d is not a BPF %s (it is %s)", fd, kind, seen);
+        PyErr_Format(PyExc_ValueError, "fd %d is not a BPF program (it is %s)", fd, seen);
         return -1;
     }
     return 0;
@@ -260,16 +260,9 @@ fail:
 static PyObject *
 Program_from_fd(PyObject *cls, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"fd", "transfer", NULL};
-    int fd, transfer = 0;
+    int fd = pybpf_fd_from_fd_args((PyTypeObject *)cls, args, kw, "program",
+                                   pybpf_prog_check_fd);
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "i|p:from_fd", kwlist, &fd, &transfer))
-        return NULL;
-    if (fd < 0)
-        return PyErr_Format(PyExc_ValueError, "program fd must be >= 0, got %d", fd);
-    if (pybpf_check_fd_kind(fd, "bpf-prog", "program") < 0)
-        return NULL;
-    fd = pybpf_adopt_fd(fd, transfer, "program");
     if (fd < 0)
         return NULL;
     return pybpf_program_new((PyTypeObject *)cls, fd);
@@ -282,7 +275,7 @@ Program_from_pin(PyObject *cls, PyObject *arg)
 
     if (fd < 0)
         return NULL;
-    if (pybpf_check_fd_kind(fd, "bpf-prog", "program") < 0) {
+    if (pybpf_prog_check_fd((PyTypeObject *)cls, fd) < 0) {
         close(fd);
         return NULL;
     }

@@ -207,5 +207,9 @@ static int pybpf_fd_by_id(pybpf_state *st, pybpf_get_fd_by_id_fn get, uint32_t i
                           uint32_t flags, const char *kind);
 static int pybpf_fd_from_pin(pybpf_state *st, PyObject *path, uint32_t flags, const char *kind);
 static int pybpf_fd_is(int fd, const char *inode, char *seen, size_t seen_len);
+/* A type's test that fd is of its kind: 0, or -1 with the error set. */
+typedef int (*pybpf_fd_check_fn)(PyTypeObject *cls, int fd);
+static int pybpf_fd_from_fd_args(PyTypeObject *cls, PyObject *args, PyObject *kwds,
+                                 const char *kind, pybpf_fd_check_fn check);
 
 #endif /* PYBPF_H */
