@@ -954,21 +954,10 @@ static PyObject *
 pybpf_link_next_id(PyObject *mod, PyObject *arg)
 {
     unsigned long start = PyLong_AsUnsignedLong(arg);
-    __u32 next = 0;
-    int r, err;
 
     if (start == (unsigned long)-1 && PyErr_Occurred())
         return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    r = bpf_link_get_next_id((__u32)start, &next);
-    err = r < 0 ? errno : 0;
-    Py_END_ALLOW_THREADS
-    if (r < 0) {
-        if (err == ENOENT)
-            Py_RETURN_NONE;
-        return pybpf_err(MOD_STATE(mod), err, "link next id", NULL);
-    }
-    return PyLong_FromUnsignedLong(next);
+    return pybpf_next_id_of(mod, 2, (__u32)start);  /* program.c: the walk of every kind */
 }
 
 /* perf_event_open(attr, pid, cpu, group_fd=-1, flags=0) -> fd.  attr is the packed

@@ -675,16 +675,14 @@ static PyType_Spec Program_spec = {
 /* ---- introspection: walk kernel ids -------------------------------------------------------
  * Kinds: 0 programs, 1 maps, 2 links, 3 BTF objects. */
 
+/* The next id after start of kind 0 programs, 1 maps, 2 links, 3 BTF; None at the end.
+ * Also behind link.c's link_next_id(). */
 static PyObject *
-pybpf_next_id(PyObject *mod, PyObject *args)
+pybpf_next_id_of(PyObject *mod, unsigned int kind, __u32 start)
 {
-    unsigned int kind, start, next = 0;
+    __u32 next = 0;
     int r;
 
-    if (!PyArg_ParseTuple(args, "II:_next_id", &kind, &start))
-        return NULL;
-    if (kind > 3)
-        return PyErr_Format(PyExc_ValueError, "kind must be 0..3, got %u", kind);
     Py_BEGIN_ALLOW_THREADS
     switch (kind) {
     case 0: r = bpf_prog_get_next_id(start, &next); break;
@@ -700,6 +698,18 @@ pybpf_next_id(PyObject *mod, PyObject *args)
         return pybpf_err(pybpf_state_from_module(mod), err, "get next id", NULL);
     }
     return PyLong_FromUnsignedLong(next);
+}
+
+static PyObject *
+pybpf_next_id(PyObject *mod, PyObject *args)
+{
+    unsigned int kind, start;
+
+    if (!PyArg_ParseTuple(args, "II:_next_id", &kind, &start))
+        return NULL;
+    if (kind > 3)
+        return PyErr_Format(PyExc_ValueError, "kind must be 0..3, got %u", kind);
+    return pybpf_next_id_of(mod, kind, start);
 }
 
 /* Open by id, read the info, close.  None when the id vanished (ENOENT). */
