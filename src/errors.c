@@ -75,57 +75,43 @@ pybpf_err(pybpf_state *st, int err, const char *op, PyObject *obj)
     return pybpf_err_with(st, NULL, err, op, obj, NULL);
 }
 
-static PyObject *
-pybpf_err_key(pybpf_state *st, int err, const char *op, PyObject *obj)
-{
-    if (err == ENOENT)
-        return pybpf_err_with(st, st->KeyNotFoundError, err, op, obj, NULL);
-    if (err == EEXIST)
-        return pybpf_err_with(st, st->KeyExistsError, err, op, obj, NULL);
-    if (err == E2BIG)
-        return pybpf_err_with(st, NULL, err, op, obj, "the map is full (max_entries reached)");
-    return pybpf_err(st, err, op, obj);
-}
-
 /* Create the exception classes and store them in the state and the module. */
 static int
 pybpf_errors_init(PyObject *m, pybpf_state *st)
 {
+    /* bases: NULL for Exception, one class, or (BPFError, other) packed by NEWEXC2 */
 #define NEWEXC(field, name, bases, doc)                                                     \
     do {                                                                                   \
         st->field = PyErr_NewExceptionWithDoc("bpf." name, doc, bases, NULL);              \
         if (!st->field || PyModule_AddObjectRef(m, name, st->field) < 0)                   \
             goto fail;                                                                     \
     } while (0)
+    /* a BPFError that is also one of Python's own classes, so both except clauses work */
+#define NEWEXC2(field, name, other, doc)                                                    \
+    do {                                                                                   \
+        if (!(bases = PyTuple_Pack(2, st->BPFError, other)))                               \
+            goto fail;                                                                     \
+        NEWEXC(field, name, bases, doc);                                                   \
+        Py_CLEAR(bases);                                                                   \
+    } while (0)
     PyObject *bases = NULL;
 
     NEWEXC(BPFError, "BPFError", PyExc_OSError,
            "A bpf() or libbpf operation failed. Carries errno, and .operation names the call.");
-    bases = PyTuple_Pack(2, st->BPFError, PyExc_KeyError);
-    if (!bases)
-        goto fail;
-    NEWEXC(KeyNotFoundError, "KeyNotFoundError", bases,
-           "The key is not in the map (ENOENT). Also a KeyError.");
-    Py_CLEAR(bases);
-    bases = PyTuple_Pack(2, st->BPFError, PyExc_FileExistsError);
-    if (!bases)
-        goto fail;
-    NEWEXC(KeyExistsError, "KeyExistsError", bases,
-           "The key already exists and the update asked for NOEXIST (EEXIST).");
-    Py_CLEAR(bases);
+    NEWEXC2(KeyNotFoundError, "KeyNotFoundError", PyExc_KeyError,
+            "The key is not in the map (ENOENT). Also a KeyError.");
+    NEWEXC2(KeyExistsError, "KeyExistsError", PyExc_FileExistsError,
+            "The key already exists and the update asked for NOEXIST (EEXIST).");
     NEWEXC(VerifierError, "VerifierError", st->BPFError,
            "The kernel's verifier rejected a program. .log holds its log as a list of lines.");
     NEWEXC(NotSupportedError, "NotSupportedError", st->BPFError,
            "The running kernel lacks the feature (ENOTSUPP, EOPNOTSUPP, or probed absent).");
-    bases = PyTuple_Pack(2, st->BPFError, PyExc_PermissionError);
-    if (!bases)
-        goto fail;
-    NEWEXC(PermissionError, "BPFPermissionError", bases,
-           "EPERM/EACCES from bpf(): a capability is missing or the object forbids it.");
-    Py_CLEAR(bases);
+    NEWEXC2(PermissionError, "BPFPermissionError", PyExc_PermissionError,
+            "EPERM/EACCES from bpf(): a capability is missing or the object forbids it.");
     return 0;
 fail:
     Py_XDECREF(bases);
     return -1;
+#undef NEWEXC2
 #undef NEWEXC
 }

@@ -94,8 +94,6 @@ pybpf_map_err(PyObject *self, int err, const char *op, const char *extra)
         why = "the map is busy (an update of the same element is in progress)";
         break;
     }
-    if (!why && !extra)
-        return pybpf_err_key(st, err, op, self);
     if (why && extra)
         snprintf(hint, sizeof(hint), "%s; %s", why, extra);
     else if (why || extra)

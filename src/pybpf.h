@@ -169,8 +169,6 @@ static int pybpf_fd_traverse(PyObject *self, visitproc visit, void *arg);
  * op names the operation ("map lookup"); obj (may be NULL) is described by its repr.
  * All return NULL so that `return pybpf_err(...)` reads naturally. */
 static PyObject *pybpf_err(pybpf_state *st, int err, const char *op, PyObject *obj);
-/* Same, for element operations: ENOENT -> KeyNotFoundError, EEXIST -> KeyExistsError. */
-static PyObject *pybpf_err_key(pybpf_state *st, int err, const char *op, PyObject *obj);
 /* Same, with an explicit class and an extra sentence appended to the message. */
 static PyObject *pybpf_err_with(pybpf_state *st, PyObject *cls, int err, const char *op,
                                 PyObject *obj, const char *hint);
