@@ -839,13 +839,17 @@ class ProgramAttachMixin:
 
     def _libbpf_attach(self, kind: str, **kw: Any) -> Link | None:
         """Attach with libbpf's bpf_program__attach* when this program comes from a
-        bpf.Object (None otherwise).  The Link keeps the Object alive."""
+        bpf.Object (None otherwise).  The Link keeps the Object alive, and the Object
+        closes the Link first when it is closed: libbpf's detach needs the Object's state."""
         obj = getattr(self, "_object", None)
         name = getattr(self, "_object_name", None)
         fn = getattr(Link, "_libbpf_attach", None)
         if obj is None or name is None or fn is None:
             return None
         link: Link = fn(obj, name, kind, **kw)
+        registry = getattr(obj, "_libbpf_links", None)
+        if registry is not None:
+            registry.add(link)
         if not _fd_is_link(link.fileno()):
             link.__class__ = _LibbpfAttachment
             assert isinstance(link, _LibbpfAttachment)
