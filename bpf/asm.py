@@ -306,20 +306,20 @@ def _alu(cls: int, op: str, dst: Any, src: Any, off: int = 0) -> Insn:
     return Insn(cls | _ALU_OPS[op] | K, d, 0, off, _s32(src, "immediate"))
 
 
+def _named(fn: Any, name: str, doc: str) -> Any:
+    """Name and document a builder made by one of the factories below (_alu_pair, ...)."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
+
+
 def _alu_pair(op: str, signed: bool = False) -> tuple[Any, Any]:
     off = 1 if signed else 0
     name = ("s" if signed else "") + op
-
-    def f64(dst: Any, src: Any) -> Insn:
-        return _alu(ALU64, op, dst, src, off)
-
-    def f32(dst: Any, src: Any) -> Insn:
-        return _alu(ALU, op, dst, src, off)
-
-    f64.__name__, f32.__name__ = name, name + "32"
-    f64.__doc__ = f"``dst {name} src`` on 64 bits (src: a register or a 32-bit immediate)."
-    f32.__doc__ = f"``dst {name} src`` on the low 32 bits, zero-extending the result."
-    return f64, f32
+    return (_named(lambda dst, src: _alu(ALU64, op, dst, src, off), name,
+                   f"``dst {name} src`` on 64 bits (src: a register or a 32-bit immediate)."),
+            _named(lambda dst, src: _alu(ALU, op, dst, src, off), name + "32",
+                   f"``dst {name} src`` on the low 32 bits, zero-extending the result."))
 
 
 mov, mov32 = _alu_pair("mov")
@@ -433,16 +433,10 @@ def _jmp(cls: int, op: str, dst: Any, src: Any, target: _Target) -> Insn:
 
 
 def _jmp_pair(op: str) -> tuple[Any, Any]:
-    def f64(dst: Any, src: Any, target: _Target) -> Insn:
-        return _jmp(JMP, op, dst, src, target)
-
-    def f32(dst: Any, src: Any, target: _Target) -> Insn:
-        return _jmp(JMP32, op, dst, src, target)
-
-    f64.__name__, f32.__name__ = op, op + "32"
-    f64.__doc__ = f"``if dst <{op}> src goto target`` comparing 64 bits."
-    f32.__doc__ = f"``if w_dst <{op}> w_src goto target`` comparing the low 32 bits."
-    return f64, f32
+    return (_named(lambda dst, src, target: _jmp(JMP, op, dst, src, target), op,
+                   f"``if dst <{op}> src goto target`` comparing 64 bits."),
+            _named(lambda dst, src, target: _jmp(JMP32, op, dst, src, target), op + "32",
+                   f"``if w_dst <{op}> w_src goto target`` comparing the low 32 bits."))
 
 
 jeq, jeq32 = _jmp_pair("jeq")
@@ -512,12 +506,7 @@ def stx(size: Union[int, str], dst: Any, off: int, src: Any) -> Insn:
 
 
 def _sized(fn: Any, size: int, name: str, doc: str) -> Any:
-    def f(*args: Any) -> Insn:
-        return fn(size, *args)  # type: ignore[no-any-return]
-
-    f.__name__ = name
-    f.__doc__ = doc
-    return f
+    return _named(lambda *args: fn(size, *args), name, doc)
 
 
 ldxb = _sized(ldx, 1, "ldxb", "``dst = *(u8 *)(src + off)``")

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Union
 
 from . import _bpf
 from .enums import MapFlags, MapType
-from .programs import ProgramInfo
+from .programs import ProgramInfo, _enum, _record
 
 __all__ = ["programs", "maps", "MapInfo"]
 
@@ -76,13 +76,9 @@ class MapInfo:
         """From the info dict of _bpf._map_info_by_id (``map_flags``) or of _bpf.Map.info
         (``flags``, plus ``frozen`` added by bpf.Map.info)."""
         d = dict(d)
-        try:
-            d["type"] = MapType(d["type"])
-        except ValueError:
-            pass
+        d["type"] = _enum(MapType, d["type"])
         d["flags"] = MapFlags(d.pop("map_flags") if "map_flags" in d else d["flags"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return _record(cls, d)
 
     def open(self) -> Any:
         """Open the map by id: a new :class:`bpf.Map` the caller must close."""
