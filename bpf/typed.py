@@ -269,35 +269,17 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
     """
 
     def __getitem__(self, key: Any) -> Any:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        raw = self._lookup(kb)
+        raw = self._lookup(self._ek(key))
         if raw is None:
             raise KeyError(key)
         return self._vget(raw)[0]
 
     def get(self, key: Any, default: Any = None) -> Any:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        raw = self._lookup(kb)
-        if raw is None:
-            return default
-        return self._vget(raw)[0]
+        raw = self._lookup(self._ek(key))
+        return default if raw is None else self._vget(raw)[0]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        try:
-            vb = self._vpack(value)
-        except Exception:
-            vb = self._vh.encode(value)
-        self._update(kb, vb, 0)
+        self._update(self._ek(key), self._ev(value), 0)
 
     def __delitem__(self, key: Any) -> None:
         if not self._delete(self._ek(key)):
@@ -596,7 +578,21 @@ class LRUPerCPUHashMap(PerCPUHashMap):
 
 # ---- arrays ------------------------------------------------------------------------------
 
-class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
+class _ValueSized(TypedMap):
+    """Maps whose create() takes only a value codec: arrays (u32 keys) and keyless maps."""
+
+    _create_key_size = 0
+
+    @classmethod
+    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
+               name: str | None = None, **kwargs: Any) -> Any:
+        """Create a map of *max_entries* values sized by the *value* codec."""
+        vc = _sized(value, "value")
+        return _create(cls, cls._create_type, cls._create_key_size, vc.size, max_entries,
+                       None, vc, flags=flags, name=name, **kwargs)
+
+
+class ArrayMap(_ValueSized, Sequence):  # type: ignore[type-arg]
     """An ARRAY map as a fixed-length sequence: ``a[i]``, negative indexes, slices,
     ``a[i] = v``, ``len(a)`` (``max_entries``), iteration in index order.
 
@@ -606,6 +602,7 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
 
     map_types = (MapType.ARRAY,)
     _create_type = MapType.ARRAY
+    _create_key_size = 4
     _default_key = u32
 
     def _index(self, i: Any) -> int:
@@ -702,13 +699,6 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
         """Make the map read-only for user space (BPF programs may still write)."""
         self.map.freeze()
 
-    @classmethod
-    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
-               name: str | None = None, **kwargs: Any) -> Any:
-        """Create an array of *max_entries* values sized by the *value* codec."""
-        vc = _sized(value, "value")
-        return _create(cls, cls._create_type, 4, vc.size, max_entries, None, vc,
-                       flags=flags, name=name, **kwargs)
 
 
 class PerCPUArrayMap(_Reductions, ArrayMap):
@@ -827,21 +817,13 @@ class LPMTrieMap(_DictMap):
 
 # ---- queue, stack, bloom filter -----------------------------------------------------------
 
-class _KeylessMap(TypedMap):
+class _KeylessMap(_ValueSized):
     _default_key = _EMPTY
 
     def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
         if key not in (None, _EMPTY):
             raise TypeError(f"{type(self).__name__} has no keys; give only value=")
         super().__init__(map, None, value)
-
-    @classmethod
-    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
-               name: str | None = None, **kwargs: Any) -> Any:
-        """Create a map of *max_entries* values sized by the *value* codec."""
-        vc = _sized(value, "value")
-        return _create(cls, cls._create_type, 0, vc.size, max_entries, None, vc,
-                       flags=flags, name=name, **kwargs)
 
     _create_type = MapType.QUEUE
 
