@@ -15,6 +15,8 @@ Closing a typed map closes its raw map (a view made with ``m.typed()`` shares ``
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
+import struct as _struct
 import ipaddress
 import itertools
 from collections.abc import MutableMapping, Sequence
@@ -27,7 +29,8 @@ from .enums import MapFlags, MapType, UpdateFlags
 __all__ = [
     "TypedMap", "HashMap", "LRUHashMap", "ArrayMap", "PerCPUHashMap", "LRUPerCPUHashMap",
     "PerCPUArrayMap", "LPMTrieMap", "QueueMap", "StackMap", "BloomFilterMap", "ArrayOfMaps",
-    "HashOfMaps", "ProgArrayMap", "typed_view",
+    "HashOfMaps", "ProgArrayMap", "RingBufMap", "UserRingBufMap", "PerfEventArrayMap",
+    "typed_view",
 ]
 
 _MISSING: Any = object()
@@ -1008,6 +1011,105 @@ class ProgArrayMap(_FdMap):
             raise
 
 
+class _StreamMap(TypedMap):
+    """A map user space does not read element by element: it is the channel of a reader
+    (bpf.RingBuffer, bpf.PerfBuffer) or writer (bpf.UserRingBuffer)."""
+
+    def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
+        if isinstance(map, TypedMap):
+            map = map.map
+        if map.type not in self.map_types:
+            names = ", ".join(MapType(t).name for t in self.map_types)
+            raise TypeError(f"{type(self).__name__} wraps {names} maps, not "
+                            f"{_type_name(map.type)}")
+        if key is not None or value is not None:
+            raise TypeError(f"{type(self).__name__} has no key or value codec; give the "
+                            "record codec to its reader")
+        self.map = map
+
+    def __repr__(self) -> str:
+        state = "closed" if self.map.closed else \
+            f"id={self.map.id} max_entries={self.map.max_entries}"
+        return f"<bpf.{type(self).__name__} {state}>"
+
+
+def _ring_size(size: int) -> int:
+    page = _os.sysconf("SC_PAGE_SIZE")
+    if size < page or size & (size - 1):
+        raise ValueError(f"a ring buffer's size must be a power of two and at least a page "
+                         f"({page} bytes), got {size}")
+    return size
+
+
+class RingBufMap(_StreamMap):
+    """A RINGBUF map (BPF → user space).  ``create(size)``; ``reader(callback)`` opens a
+    :class:`bpf.RingBuffer` on it."""
+
+    map_types = (MapType.RINGBUF,)
+
+    @classmethod
+    def create(cls, size: int, *, name: str | None = None, **kwargs: Any) -> Any:
+        """Create a ring buffer of *size* bytes (a power of two, at least a page)."""
+        m = _Map().create(cls.map_types[0], max_entries=_ring_size(size), name=name, **kwargs)
+        return cls(m)
+
+    def reader(self, callback: Any = None, **kwargs: Any) -> Any:
+        """Return a :class:`bpf.RingBuffer` reading this map (keyword arguments as there)."""
+        from .events import RingBuffer
+
+        return RingBuffer(self.map, callback, **kwargs)
+
+
+class UserRingBufMap(RingBufMap):
+    """A USER_RINGBUF map (user space → BPF); ``writer()`` opens a
+    :class:`bpf.UserRingBuffer` on it."""
+
+    map_types = (MapType.USER_RINGBUF,)
+
+    def reader(self, callback: Any = None, **kwargs: Any) -> Any:
+        raise TypeError("a USER_RINGBUF map is written from user space: use writer()")
+
+    def writer(self) -> Any:
+        """Return a :class:`bpf.UserRingBuffer` writing into this map."""
+        from .events import UserRingBuffer
+
+        return UserRingBuffer(self.map)
+
+
+class PerfEventArrayMap(_StreamMap):
+    """A PERF_EVENT_ARRAY map: one slot per CPU for perf event fds.  ``reader(callback)``
+    opens a :class:`bpf.PerfBuffer`, which fills the slots itself; ``p[i] = event`` (a
+    perf event object or fd) and ``del p[i]`` set slots by hand."""
+
+    map_types = (MapType.PERF_EVENT_ARRAY,)
+
+    @classmethod
+    def create(cls, max_entries: int | None = None, *, name: str | None = None,
+               **kwargs: Any) -> Any:
+        """Create one with a slot per possible CPU (or *max_entries* slots)."""
+        n = _bpf.possible_cpus() if max_entries is None else max_entries
+        m = _Map().create(cls.map_types[0], key_size=4, value_size=4, max_entries=n,
+                          name=name, **kwargs)
+        return cls(m)
+
+    def __len__(self) -> int:
+        return int(self.map.max_entries)
+
+    def __setitem__(self, index: int, event: Any) -> None:
+        fd = event if isinstance(event, int) else event.fileno()
+        self.map.update(_struct.pack("<I", index), _struct.pack("<i", fd))
+
+    def __delitem__(self, index: int) -> None:
+        if not self.map.delete(_struct.pack("<I", index)):
+            raise KeyError(index)
+
+    def reader(self, callback: Any = None, lost_callback: Any = None, **kwargs: Any) -> Any:
+        """Return a :class:`bpf.PerfBuffer` reading this map (keyword arguments as there)."""
+        from .events import PerfBuffer
+
+        return PerfBuffer(self.map, callback, lost_callback, **kwargs)
+
+
 _CLASSES: dict[int, Any] = {
     MapType.HASH: HashMap,
     MapType.LRU_HASH: LRUHashMap,
@@ -1022,6 +1124,9 @@ _CLASSES: dict[int, Any] = {
     MapType.ARRAY_OF_MAPS: ArrayOfMaps,
     MapType.HASH_OF_MAPS: HashOfMaps,
     MapType.PROG_ARRAY: ProgArrayMap,
+    MapType.RINGBUF: RingBufMap,
+    MapType.USER_RINGBUF: UserRingBufMap,
+    MapType.PERF_EVENT_ARRAY: PerfEventArrayMap,
 }
 
 
