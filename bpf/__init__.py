@@ -31,6 +31,7 @@ from .introspect import *  # noqa: F401,F403
 from .objects import *  # noqa: F401,F403
 from . import legacy  # noqa: F401
 from . import features  # noqa: F401
+from . import asm  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -47,7 +48,7 @@ __all__ = [
     "__version__", "enable_libbpf_debug", "libbpf_version", "possible_cpus", "kernel_release",
     "BPFError", "BPFPermissionError", "KeyExistsError", "KeyNotFoundError",
     "NotSupportedError", "VerifierError",
-    "AttachType", "LinkType", "MapFlags", "MapType", "ProgType", "UpdateFlags", "features",
+    "AttachType", "LinkType", "MapFlags", "MapType", "ProgType", "UpdateFlags", "features", "asm",
     *_maps.__all__, *_codecs.__all__, *_programs.__all__, *_links.__all__, *_events.__all__,
     *_btf.__all__, *_typed.__all__, *_introspect.__all__, *_objects.__all__, "legacy",
 ]

@@ -61,6 +61,8 @@ __all__ = [
     # 64-bit immediates
     "ld_imm64", "ld_map_fd", "ld_map_value", "ld_map_idx", "ld_map_idx_value", "ld_btf_id",
     "ld_func",
+    # text snippets
+    "count_text",
 ]
 
 # ---- encoding constants (uapi linux/bpf_common.h, linux/bpf.h) ---------------------------------
@@ -304,20 +306,20 @@ def _alu(cls: int, op: str, dst: Any, src: Any, off: int = 0) -> Insn:
     return Insn(cls | _ALU_OPS[op] | K, d, 0, off, _s32(src, "immediate"))
 
 
+def _named(fn: Any, name: str, doc: str) -> Any:
+    """Name and document a builder made by one of the factories below (_alu_pair, ...)."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
+
+
 def _alu_pair(op: str, signed: bool = False) -> tuple[Any, Any]:
     off = 1 if signed else 0
     name = ("s" if signed else "") + op
-
-    def f64(dst: Any, src: Any) -> Insn:
-        return _alu(ALU64, op, dst, src, off)
-
-    def f32(dst: Any, src: Any) -> Insn:
-        return _alu(ALU, op, dst, src, off)
-
-    f64.__name__, f32.__name__ = name, name + "32"
-    f64.__doc__ = f"``dst {name} src`` on 64 bits (src: a register or a 32-bit immediate)."
-    f32.__doc__ = f"``dst {name} src`` on the low 32 bits, zero-extending the result."
-    return f64, f32
+    return (_named(lambda dst, src: _alu(ALU64, op, dst, src, off), name,
+                   f"``dst {name} src`` on 64 bits (src: a register or a 32-bit immediate)."),
+            _named(lambda dst, src: _alu(ALU, op, dst, src, off), name + "32",
+                   f"``dst {name} src`` on the low 32 bits, zero-extending the result."))
 
 
 mov, mov32 = _alu_pair("mov")
@@ -431,16 +433,10 @@ def _jmp(cls: int, op: str, dst: Any, src: Any, target: _Target) -> Insn:
 
 
 def _jmp_pair(op: str) -> tuple[Any, Any]:
-    def f64(dst: Any, src: Any, target: _Target) -> Insn:
-        return _jmp(JMP, op, dst, src, target)
-
-    def f32(dst: Any, src: Any, target: _Target) -> Insn:
-        return _jmp(JMP32, op, dst, src, target)
-
-    f64.__name__, f32.__name__ = op, op + "32"
-    f64.__doc__ = f"``if dst <{op}> src goto target`` comparing 64 bits."
-    f32.__doc__ = f"``if w_dst <{op}> w_src goto target`` comparing the low 32 bits."
-    return f64, f32
+    return (_named(lambda dst, src, target: _jmp(JMP, op, dst, src, target), op,
+                   f"``if dst <{op}> src goto target`` comparing 64 bits."),
+            _named(lambda dst, src, target: _jmp(JMP32, op, dst, src, target), op + "32",
+                   f"``if w_dst <{op}> w_src goto target`` comparing the low 32 bits."))
 
 
 jeq, jeq32 = _jmp_pair("jeq")
@@ -510,12 +506,7 @@ def stx(size: Union[int, str], dst: Any, off: int, src: Any) -> Insn:
 
 
 def _sized(fn: Any, size: int, name: str, doc: str) -> Any:
-    def f(*args: Any) -> Insn:
-        return fn(size, *args)  # type: ignore[no-any-return]
-
-    f.__name__ = name
-    f.__doc__ = doc
-    return f
+    return _named(lambda *args: fn(size, *args), name, doc)
 
 
 ldxb = _sized(ldx, 1, "ldxb", "``dst = *(u8 *)(src + off)``")
@@ -1279,6 +1270,60 @@ class _Asm:
         if _RE_IDENT.fullmatch(s):
             return Insn(JMP | _JMP_OPS["call"], 0, 0, 0, 0, target="call:" + s)
         raise AsmError(f"bad call target {s!r}")
+
+
+# ---- text snippets --------------------------------------------------------------------------
+
+def _stack(off: int) -> str:
+    return f"r10 - {-off}" if off < 0 else f"r10 + {off}"
+
+
+def count_text(map: Any, key: int, scratch: int, *, label: str = "count") -> str:
+    """Assembler text that counts one more event under a key in a hash map: look the key up,
+    add 1 to its u64 value atomically, or insert the value 1 when the key is new.
+
+    *map* is the map (or its fd, embedded as for :func:`ld_map_fd`); *key* is the stack
+    offset (negative, from r10) where the program has stored the key; *scratch* is a free
+    8-byte stack slot (negative offset) for the first value.  The insert uses BPF_NOEXIST so
+    that an insert racing on another CPU is counted once, not overwritten.  Clobbers r0-r5,
+    falls through at the end and defines the labels ``<label>_new`` and ``<label>_done``
+    (pass a different *label* to count twice in one program).  Embed it in a program's
+    text::
+
+        text = f\"\"\"
+            call bpf_get_current_pid_tgid
+            r0 >>= 32
+            *(u32 *)(r10 - 4) = r0         ; key: the process id
+        {asm.count_text(counts, key=-4, scratch=-16)}
+            r0 = 0
+            exit
+        \"\"\"
+    """
+    if not (isinstance(key, int) and isinstance(scratch, int)) or key >= 0 or scratch > -8:
+        raise AsmError("key and scratch are negative stack offsets (from r10), and scratch "
+                       f"needs 8 bytes below r10: got key={key!r}, scratch={scratch!r}")
+    fd = _fd(map)
+    return f"""\
+        r2 = r10
+        r2 += {key}
+        r1 = map[fd:{fd}]
+        call 1                          ; bpf_map_lookup_elem
+        if r0 == 0 goto {label}_new
+        r1 = 1
+        lock *(u64 *)(r0 + 0) += r1
+        goto {label}_done
+    {label}_new:
+        r1 = 1
+        *(u64 *)({_stack(scratch)}) = r1
+        r2 = r10
+        r2 += {key}
+        r3 = r10
+        r3 += {scratch}
+        r1 = map[fd:{fd}]
+        r4 = 1                          ; BPF_NOEXIST
+        call 2                          ; bpf_map_update_elem
+    {label}_done:
+"""
 
 
 def assemble(text: str) -> bytes:

@@ -91,31 +91,16 @@ def demo_program_text(map_fd: int) -> str:
     """The demo's program, in the assembler syntax of ``llvm-objdump -d``.
 
     It runs on every system call entry: key = tgid (upper half of get_current_pid_tgid), then
-    an atomic add on the existing counter, or an insert of 1 for a process seen first.
+    :func:`bpf.asm.count_text` adds 1 to the process's counter, or inserts 1 for a process
+    seen first.
     """
+    from .asm import count_text
+
     return f"""
         call 14                         ; bpf_get_current_pid_tgid
         r0 >>= 32                       ; tgid
         *(u32 *)(r10 - 4) = r0
-        r2 = r10
-        r2 += -4
-        r1 = map[fd:{map_fd}]
-        call 1                          ; bpf_map_lookup_elem
-        if r0 == 0 goto new
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        goto out
-    new:
-        r1 = 1
-        *(u64 *)(r10 - 16) = r1
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r1 = map[fd:{map_fd}]
-        r4 = 1                          ; BPF_NOEXIST: a racing insert already counted
-        call 2                          ; bpf_map_update_elem
-    out:
+{count_text(map_fd, key=-4, scratch=-16)}
         r0 = 0
         exit
     """

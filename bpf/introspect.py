@@ -14,7 +14,7 @@ from typing import Any, Iterator, Union
 
 from . import _bpf
 from .enums import MapFlags, MapType
-from .programs import ProgramInfo
+from .programs import ProgramInfo, _enum, _record
 
 __all__ = ["programs", "maps", "MapInfo"]
 
@@ -47,8 +47,10 @@ def programs() -> Iterator[ProgramInfo]:
 class MapInfo:
     """What the kernel reports about a map (``struct bpf_map_info``), without an fd.
 
-    ``open()`` returns a :class:`bpf.Map` holding a new fd (``BPFError`` ENOENT if the map
-    is gone).
+    :func:`bpf.maps` yields these, and :meth:`bpf.Map.info` returns one.  ``frozen`` (from
+    the fd's fdinfo: the map was made read-only for user space) is only known through an fd:
+    it is always False in the records of ``bpf.maps()``.  ``open()`` returns a
+    :class:`bpf.Map` holding a new fd (``BPFError`` ENOENT if the map is gone).
     """
 
     id: int
@@ -67,17 +69,16 @@ class MapInfo:
     ifindex: int
     netns_dev: int
     netns_ino: int
+    frozen: bool = False
 
     @classmethod
     def _from_dict(cls, d: dict[str, Any]) -> "MapInfo":
+        """From the info dict of _bpf._map_info_by_id (``map_flags``) or of _bpf.Map.info
+        (``flags``, plus ``frozen`` added by bpf.Map.info)."""
         d = dict(d)
-        try:
-            d["type"] = MapType(d["type"])
-        except ValueError:
-            pass
-        d["flags"] = MapFlags(d.pop("map_flags"))
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        d["type"] = _enum(MapType, d["type"])
+        d["flags"] = MapFlags(d.pop("map_flags") if "map_flags" in d else d["flags"])
+        return _record(cls, d)
 
     def open(self) -> Any:
         """Open the map by id: a new :class:`bpf.Map` the caller must close."""

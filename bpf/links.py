@@ -12,6 +12,7 @@ pinned (``NotSupportedError``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fnmatch
@@ -82,6 +83,18 @@ def _error(cls: type, err: int, op: str, msg: str) -> BPFError:
     e = cls(err, f"{op}: {msg}")
     e.operation = op
     return e
+
+
+@contextlib.contextmanager
+def _unsupported(op: str, msg: str) -> Iterator[None]:
+    """Re-raise the kernel's "not supported" (EOPNOTSUPP, or ENOTSUPP 524 from inside the
+    kernel) as NotSupportedError saying what is missing; other errors pass unchanged."""
+    try:
+        yield
+    except BPFError as e:
+        if e.errno in (errno.EOPNOTSUPP, 524):
+            raise _error(NotSupportedError, e.errno, op, msg) from None
+        raise
 
 
 # ---- the Link type -------------------------------------------------------------------------
@@ -839,13 +852,17 @@ class ProgramAttachMixin:
 
     def _libbpf_attach(self, kind: str, **kw: Any) -> Link | None:
         """Attach with libbpf's bpf_program__attach* when this program comes from a
-        bpf.Object (None otherwise).  The Link keeps the Object alive."""
+        bpf.Object (None otherwise).  The Link keeps the Object alive, and the Object
+        closes the Link first when it is closed: libbpf's detach needs the Object's state."""
         obj = getattr(self, "_object", None)
         name = getattr(self, "_object_name", None)
         fn = getattr(Link, "_libbpf_attach", None)
         if obj is None or name is None or fn is None:
             return None
         link: Link = fn(obj, name, kind, **kw)
+        registry = getattr(obj, "_libbpf_links", None)
+        if registry is not None:
+            registry.add(link)
         if not _fd_is_link(link.fileno()):
             link.__class__ = _LibbpfAttachment
             assert isinstance(link, _LibbpfAttachment)
@@ -1188,16 +1205,11 @@ class ProgramAttachMixin:
                 offs = [found[s.partition("@")[0]] for s in symbols]
         else:
             offs = list(offsets or [])
-        try:
+        with _unsupported("uprobe_multi attach", "this kernel has no multi-uprobes (6.6+)"):
             return Link._create(self.fd, 0, int(AttachType.TRACE_UPROBE_MULTI),
                                 flags=1 if retprobe else 0, path=path, offsets=offs,
                                 ref_ctr_offsets=ref_ctr_offsets, cookies=cookies,
                                 pid=max(pid, 0))
-        except BPFError as e:
-            if e.errno in (errno.EOPNOTSUPP, 524):
-                raise _error(NotSupportedError, e.errno, "uprobe_multi attach",
-                             "this kernel has no multi-uprobes (6.6+)") from None
-            raise
 
     def attach_usdt(self, binary: str, provider: str, name: str, pid: int = -1,
                     cookie: int = 0) -> Link:
@@ -1248,14 +1260,9 @@ class ProgramAttachMixin:
 
     def attach_lsm(self, *, cookie: int = 0) -> Link:
         """Attach an LSM program to its hook (needs ``bpf`` in the kernel's lsm= list)."""
-        try:
+        with _unsupported("lsm attach",
+                          "BPF LSM is not active: add 'bpf' to the lsm= boot parameter"):
             return self.attach_trace(cookie=cookie)
-        except BPFError as e:
-            if e.errno in (errno.EOPNOTSUPP, 524):
-                raise _error(NotSupportedError, e.errno, "lsm attach",
-                             "BPF LSM is not active: add 'bpf' to the lsm= boot "
-                             "parameter") from None
-            raise
 
     def attach_iter(self, *, map: Any = None, cgroup: Any = None, order: int = 0,
                     task: int | None = None, pid_fd: int | None = None) -> IterLink:
@@ -1450,15 +1457,10 @@ class ProgramAttachMixin:
         "local_out", "postrouting") of family *pf* ("ipv4", "ipv6") at *priority*."""
         pfn = NFPROTO[pf] if isinstance(pf, str) else pf
         hk = NF_HOOKS[hook] if isinstance(hook, str) else hook
-        try:
+        with _unsupported("netfilter attach", "no BPF netfilter hooks in this kernel (6.4+, "
+                          "CONFIG_NETFILTER_BPF_LINK)"):
             return Link._create(self.fd, 0, int(AttachType.NETFILTER), flags=1 if defrag else 0,
                                 netfilter=(pfn, hk, priority))
-        except BPFError as e:
-            if e.errno in (errno.EOPNOTSUPP, 524):
-                raise _error(NotSupportedError, e.errno, "netfilter attach",
-                             "no BPF netfilter hooks in this kernel (6.4+, "
-                             "CONFIG_NETFILTER_BPF_LINK)") from None
-            raise
 
     def attach_perf_event(self, event: PerfEvent | int, *, cookie: int = 0) -> Link:
         """Attach a PERF_EVENT (or tracing-kind) program to an open perf event (a

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from . import _bpf
 from .enums import MapFlags, MapType
+from .introspect import MapInfo
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -167,16 +168,12 @@ class Map(_bpf.Map):
         """The ``map_flags`` the map was created with, as :class:`MapFlags`."""
         return MapFlags(_bpf.Map.flags.__get__(self))  # type: ignore[attr-defined]
 
-    def info(self) -> dict[str, Any]:
-        """Return the kernel's current map info as a dict (plus ``frozen`` from fdinfo)."""
+    def info(self) -> MapInfo:  # type: ignore[override]
+        """Read the kernel's current information about this map: a :class:`bpf.MapInfo`, the
+        record :func:`bpf.maps` yields, with ``frozen`` (from the fd's fdinfo) filled in."""
         d = super().info()
-        try:
-            d["type"] = MapType(d["type"])
-        except ValueError:
-            pass
-        d["flags"] = MapFlags(d["flags"])
         d["frozen"] = self._fdinfo().get("frozen") == "1"
-        return d
+        return MapInfo._from_dict(d)
 
     def _fdinfo(self) -> dict[str, str]:
         out = {}

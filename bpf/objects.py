@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, NamedTuple, Union
 
@@ -496,7 +497,9 @@ class Object(_bpf.Object):
     ``Object.open(path_or_bytes)`` parses it without touching the kernel; ``load()`` creates
     the maps and loads the programs.  ``close()`` frees libbpf's object, which closes its own
     fds, and closes the Map and Program objects that ``maps``/``programs`` handed out; the
-    kernel objects live on while other fds, pins or links hold them.
+    kernel objects live on while other fds, pins or links hold them.  Links that libbpf made
+    for its programs (``attach_usdt``, ``attach()`` by a section only libbpf understands) need
+    the object's libbpf state to detach, so ``close()`` closes them first.
 
     Raises ``ValueError`` for files that are not BPF ELF objects, ``BPFError`` (errno, with
     libbpf's reason) when libbpf refuses the object, ``VerifierError`` when a program is
@@ -505,6 +508,7 @@ class Object(_bpf.Object):
 
     _live_maps: dict[str, Any]
     _live_programs: dict[str, Any]
+    _libbpf_links: weakref.WeakSet[Any]
     _globals: Globals
 
     @classmethod
@@ -537,6 +541,7 @@ class Object(_bpf.Object):
                 raise
         obj._live_maps = {}
         obj._live_programs = {}
+        obj._libbpf_links = weakref.WeakSet()  # filled by Program._libbpf_attach (links.py)
         obj._globals = Globals(obj)
         return obj  # type: ignore[return-value]
 
@@ -627,7 +632,13 @@ class Object(_bpf.Object):
         return p
 
     def close(self) -> None:
-        """Close the Maps and Programs handed out, then free the libbpf object (idempotent)."""
+        """Close the libbpf-made links of its programs (they cannot detach without the libbpf
+        object), the Maps and Programs handed out, then free the libbpf object (idempotent)."""
+        links = getattr(self, "_libbpf_links", None)
+        if links is not None:
+            for link in list(links):
+                link.close()
+            links.clear()
         for table in (getattr(self, "_live_maps", {}), getattr(self, "_live_programs", {})):
             for o in table.values():
                 o.close()

@@ -46,6 +46,13 @@ def _enum(cls: Any, value: int) -> Any:
         return value
 
 
+def _record(cls: Any, d: dict[str, Any]) -> Any:
+    """Build the info dataclass *cls* from a C info dict, leaving out keys it has no field
+    for (the C layer may report more than the record shows)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclasses.dataclass(frozen=True)
 class ProgramInfo:
     """What the kernel reports about a loaded program (``struct bpf_prog_info``).
@@ -85,8 +92,7 @@ class ProgramInfo:
         d["type"] = _enum(ProgType, d["type"])
         d["tag"] = d["tag"].hex()
         d["map_ids"] = tuple(d["map_ids"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return _record(cls, d)
 
     def open(self) -> "Program":
         """Open the program by id: a new :class:`Program` the caller must close."""

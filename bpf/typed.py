@@ -15,6 +15,8 @@ Closing a typed map closes its raw map (a view made with ``m.typed()`` shares ``
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
+import struct as _struct
 import ipaddress
 import itertools
 from collections.abc import MutableMapping, Sequence
@@ -27,7 +29,8 @@ from .enums import MapFlags, MapType, UpdateFlags
 __all__ = [
     "TypedMap", "HashMap", "LRUHashMap", "ArrayMap", "PerCPUHashMap", "LRUPerCPUHashMap",
     "PerCPUArrayMap", "LPMTrieMap", "QueueMap", "StackMap", "BloomFilterMap", "ArrayOfMaps",
-    "HashOfMaps", "ProgArrayMap", "typed_view",
+    "HashOfMaps", "ProgArrayMap", "RingBufMap", "UserRingBufMap", "PerfEventArrayMap",
+    "typed_view",
 ]
 
 _MISSING: Any = object()
@@ -269,35 +272,17 @@ class _DictMap(TypedMap, MutableMapping):  # type: ignore[type-arg]
     """
 
     def __getitem__(self, key: Any) -> Any:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        raw = self._lookup(kb)
+        raw = self._lookup(self._ek(key))
         if raw is None:
             raise KeyError(key)
         return self._vget(raw)[0]
 
     def get(self, key: Any, default: Any = None) -> Any:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        raw = self._lookup(kb)
-        if raw is None:
-            return default
-        return self._vget(raw)[0]
+        raw = self._lookup(self._ek(key))
+        return default if raw is None else self._vget(raw)[0]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        try:
-            kb = self._kpack(key)
-        except Exception:
-            kb = self.key_codec.encode(key)
-        try:
-            vb = self._vpack(value)
-        except Exception:
-            vb = self._vh.encode(value)
-        self._update(kb, vb, 0)
+        self._update(self._ek(key), self._ev(value), 0)
 
     def __delitem__(self, key: Any) -> None:
         if not self._delete(self._ek(key)):
@@ -596,7 +581,21 @@ class LRUPerCPUHashMap(PerCPUHashMap):
 
 # ---- arrays ------------------------------------------------------------------------------
 
-class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
+class _ValueSized(TypedMap):
+    """Maps whose create() takes only a value codec: arrays (u32 keys) and keyless maps."""
+
+    _create_key_size = 0
+
+    @classmethod
+    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
+               name: str | None = None, **kwargs: Any) -> Any:
+        """Create a map of *max_entries* values sized by the *value* codec."""
+        vc = _sized(value, "value")
+        return _create(cls, cls._create_type, cls._create_key_size, vc.size, max_entries,
+                       None, vc, flags=flags, name=name, **kwargs)
+
+
+class ArrayMap(_ValueSized, Sequence):  # type: ignore[type-arg]
     """An ARRAY map as a fixed-length sequence: ``a[i]``, negative indexes, slices,
     ``a[i] = v``, ``len(a)`` (``max_entries``), iteration in index order.
 
@@ -606,6 +605,7 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
 
     map_types = (MapType.ARRAY,)
     _create_type = MapType.ARRAY
+    _create_key_size = 4
     _default_key = u32
 
     def _index(self, i: Any) -> int:
@@ -702,13 +702,6 @@ class ArrayMap(TypedMap, Sequence):  # type: ignore[type-arg]
         """Make the map read-only for user space (BPF programs may still write)."""
         self.map.freeze()
 
-    @classmethod
-    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
-               name: str | None = None, **kwargs: Any) -> Any:
-        """Create an array of *max_entries* values sized by the *value* codec."""
-        vc = _sized(value, "value")
-        return _create(cls, cls._create_type, 4, vc.size, max_entries, None, vc,
-                       flags=flags, name=name, **kwargs)
 
 
 class PerCPUArrayMap(_Reductions, ArrayMap):
@@ -827,21 +820,13 @@ class LPMTrieMap(_DictMap):
 
 # ---- queue, stack, bloom filter -----------------------------------------------------------
 
-class _KeylessMap(TypedMap):
+class _KeylessMap(_ValueSized):
     _default_key = _EMPTY
 
     def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
         if key not in (None, _EMPTY):
             raise TypeError(f"{type(self).__name__} has no keys; give only value=")
         super().__init__(map, None, value)
-
-    @classmethod
-    def create(cls, max_entries: int, value: Any, *, flags: int = 0,
-               name: str | None = None, **kwargs: Any) -> Any:
-        """Create a map of *max_entries* values sized by the *value* codec."""
-        vc = _sized(value, "value")
-        return _create(cls, cls._create_type, 0, vc.size, max_entries, None, vc,
-                       flags=flags, name=name, **kwargs)
 
     _create_type = MapType.QUEUE
 
@@ -1026,6 +1011,105 @@ class ProgArrayMap(_FdMap):
             raise
 
 
+class _StreamMap(TypedMap):
+    """A map user space does not read element by element: it is the channel of a reader
+    (bpf.RingBuffer, bpf.PerfBuffer) or writer (bpf.UserRingBuffer)."""
+
+    def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
+        if isinstance(map, TypedMap):
+            map = map.map
+        if map.type not in self.map_types:
+            names = ", ".join(MapType(t).name for t in self.map_types)
+            raise TypeError(f"{type(self).__name__} wraps {names} maps, not "
+                            f"{_type_name(map.type)}")
+        if key is not None or value is not None:
+            raise TypeError(f"{type(self).__name__} has no key or value codec; give the "
+                            "record codec to its reader")
+        self.map = map
+
+    def __repr__(self) -> str:
+        state = "closed" if self.map.closed else \
+            f"id={self.map.id} max_entries={self.map.max_entries}"
+        return f"<bpf.{type(self).__name__} {state}>"
+
+
+def _ring_size(size: int) -> int:
+    page = _os.sysconf("SC_PAGE_SIZE")
+    if size < page or size & (size - 1):
+        raise ValueError(f"a ring buffer's size must be a power of two and at least a page "
+                         f"({page} bytes), got {size}")
+    return size
+
+
+class RingBufMap(_StreamMap):
+    """A RINGBUF map (BPF → user space).  ``create(size)``; ``reader(callback)`` opens a
+    :class:`bpf.RingBuffer` on it."""
+
+    map_types = (MapType.RINGBUF,)
+
+    @classmethod
+    def create(cls, size: int, *, name: str | None = None, **kwargs: Any) -> Any:
+        """Create a ring buffer of *size* bytes (a power of two, at least a page)."""
+        m = _Map().create(cls.map_types[0], max_entries=_ring_size(size), name=name, **kwargs)
+        return cls(m)
+
+    def reader(self, callback: Any = None, **kwargs: Any) -> Any:
+        """Return a :class:`bpf.RingBuffer` reading this map (keyword arguments as there)."""
+        from .events import RingBuffer
+
+        return RingBuffer(self.map, callback, **kwargs)
+
+
+class UserRingBufMap(RingBufMap):
+    """A USER_RINGBUF map (user space → BPF); ``writer()`` opens a
+    :class:`bpf.UserRingBuffer` on it."""
+
+    map_types = (MapType.USER_RINGBUF,)
+
+    def reader(self, callback: Any = None, **kwargs: Any) -> Any:
+        raise TypeError("a USER_RINGBUF map is written from user space: use writer()")
+
+    def writer(self) -> Any:
+        """Return a :class:`bpf.UserRingBuffer` writing into this map."""
+        from .events import UserRingBuffer
+
+        return UserRingBuffer(self.map)
+
+
+class PerfEventArrayMap(_StreamMap):
+    """A PERF_EVENT_ARRAY map: one slot per CPU for perf event fds.  ``reader(callback)``
+    opens a :class:`bpf.PerfBuffer`, which fills the slots itself; ``p[i] = event`` (a
+    perf event object or fd) and ``del p[i]`` set slots by hand."""
+
+    map_types = (MapType.PERF_EVENT_ARRAY,)
+
+    @classmethod
+    def create(cls, max_entries: int | None = None, *, name: str | None = None,
+               **kwargs: Any) -> Any:
+        """Create one with a slot per possible CPU (or *max_entries* slots)."""
+        n = _bpf.possible_cpus() if max_entries is None else max_entries
+        m = _Map().create(cls.map_types[0], key_size=4, value_size=4, max_entries=n,
+                          name=name, **kwargs)
+        return cls(m)
+
+    def __len__(self) -> int:
+        return int(self.map.max_entries)
+
+    def __setitem__(self, index: int, event: Any) -> None:
+        fd = event if isinstance(event, int) else event.fileno()
+        self.map.update(_struct.pack("<I", index), _struct.pack("<i", fd))
+
+    def __delitem__(self, index: int) -> None:
+        if not self.map.delete(_struct.pack("<I", index)):
+            raise KeyError(index)
+
+    def reader(self, callback: Any = None, lost_callback: Any = None, **kwargs: Any) -> Any:
+        """Return a :class:`bpf.PerfBuffer` reading this map (keyword arguments as there)."""
+        from .events import PerfBuffer
+
+        return PerfBuffer(self.map, callback, lost_callback, **kwargs)
+
+
 _CLASSES: dict[int, Any] = {
     MapType.HASH: HashMap,
     MapType.LRU_HASH: LRUHashMap,
@@ -1040,6 +1124,9 @@ _CLASSES: dict[int, Any] = {
     MapType.ARRAY_OF_MAPS: ArrayOfMaps,
     MapType.HASH_OF_MAPS: HashOfMaps,
     MapType.PROG_ARRAY: ProgArrayMap,
+    MapType.RINGBUF: RingBufMap,
+    MapType.USER_RINGBUF: UserRingBufMap,
+    MapType.PERF_EVENT_ARRAY: PerfEventArrayMap,
 }
 
 

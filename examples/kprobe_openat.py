@@ -35,24 +35,8 @@ def program_text(names_fd: int, offset: int) -> str:
         r3 = r6
         call 114                        ; bpf_probe_read_user_str
         if r0 s<= 0 goto out
-        r2 = r10
-        r2 += -{NAME_LEN}
-        r1 = map[fd:{names_fd}]
-        call 1                          ; bpf_map_lookup_elem
-        if r0 == 0 goto new
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        goto out
-    new:
-        r1 = 1
-        *(u64 *)(r10 - {NAME_LEN + 8}) = r1
-        r2 = r10
-        r2 += -{NAME_LEN}
-        r3 = r10
-        r3 += -{NAME_LEN + 8}
-        r1 = map[fd:{names_fd}]
-        r4 = 1                          ; BPF_NOEXIST
-        call 2                          ; bpf_map_update_elem
+        ; count the path: lookup, atomic += 1, or insert 1 (see asm.count_text)
+{asm.count_text(names_fd, key=-NAME_LEN, scratch=-(NAME_LEN + 8))}
     out:
         r0 = 0
         exit

@@ -16,29 +16,13 @@ from bpf import asm
 
 
 def program_text(counts_fd: int) -> str:
+    # asm.count_text() is the "lookup; atomic += 1, or insert 1" sequence for the key on the
+    # stack at r10 - 4 (print it to see the instructions).
     return f"""
         call 14                         ; bpf_get_current_pid_tgid
-        r0 >>= 32
+        r0 >>= 32                       ; the process id (tgid)
         *(u32 *)(r10 - 4) = r0
-        r2 = r10
-        r2 += -4
-        r1 = map[fd:{counts_fd}]
-        call 1                          ; bpf_map_lookup_elem
-        if r0 == 0 goto new
-        r1 = 1
-        lock *(u64 *)(r0 + 0) += r1
-        goto out
-    new:
-        r1 = 1
-        *(u64 *)(r10 - 16) = r1
-        r2 = r10
-        r2 += -4
-        r3 = r10
-        r3 += -16
-        r1 = map[fd:{counts_fd}]
-        r4 = 1
-        call 2                          ; bpf_map_update_elem
-    out:
+{asm.count_text(counts_fd, key=-4, scratch=-16)}
         r0 = 0
         exit
     """

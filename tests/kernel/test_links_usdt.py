@@ -6,8 +6,10 @@ and a .note.stapsdt entry), so the test needs only a C compiler.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -92,3 +94,34 @@ def test_usdt_link_closed_after_its_object_does_not_crash(usdt_binary):
     obj.close()        # frees libbpf's USDT state: the link must not touch it any more
     link.close()
     assert link.closed
+
+
+def _attachments(prog_id: int) -> int:
+    """Kernel links of the program (uprobe_multi or perf links) plus perf event fds of ours
+    (libbpf's fallback on kernels without those links)."""
+    n = sum(1 for info in bpf.links() if info.prog_id == prog_id)
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return n
+
+
+def test_closing_the_object_detaches_its_usdt_links(usdt_binary):
+    obj = bpf.Object.load_file(str(OBJ))
+    prog = obj.programs["usdt_tick"]
+    prog_id = prog.id
+    link = prog.attach_usdt(usdt_binary, "pybpf", "tick")
+    assert _attachments(prog_id) > 0
+    subprocess.run([usdt_binary, "1"], check=True)
+    assert obj.globals["hits"] == 1
+    obj.close()                 # must detach the link first, not leak libbpf's uprobes
+    assert link.closed
+    assert _attachments(prog_id) == 0
+    # Nothing holds the program any more: the kernel frees it (after an RCU grace period).
+    deadline = time.monotonic() + 5
+    while any(p.id == prog_id for p in bpf.programs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(p.id == prog_id for p in bpf.programs())
+    link.close()                # still fine: closing twice is a no-op

@@ -41,8 +41,9 @@ def test_create_attributes(hmap):
     assert hmap.name == "t_hash"
     assert hmap.id > 0 and hmap.flags == 0 and hmap.map_extra == 0
     info = hmap.info()
-    assert info["id"] == hmap.id and info["type"] is MapType.HASH
-    assert info["max_entries"] == 64 and info["name"] == "t_hash" and info["frozen"] is False
+    assert isinstance(info, bpf.MapInfo)
+    assert info.id == hmap.id and info.type is MapType.HASH
+    assert info.max_entries == 64 and info.name == "t_hash" and info.frozen is False
     r = repr(hmap)
     assert "HASH" in r and "t_hash" in r and f"fd={hmap.fileno()}" in r
 
@@ -92,7 +93,7 @@ def test_freeze():
     with bpf.Map.create(MapType.ARRAY, 4, 4, 2) as m:
         m[u32(1)] = u32(7)
         m.freeze()
-        assert m.info()["frozen"] is True
+        assert m.info().frozen is True
         assert m[u32(1)] == u32(7)
         with pytest.raises(bpf.BPFPermissionError, match="frozen"):
             m[u32(1)] = u32(8)

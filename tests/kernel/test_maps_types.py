@@ -257,7 +257,7 @@ def test_cgroup_array_and_cgroup_storage(cgroup_fd):
     try:
         with bpf.Map.create(MapType.CGRP_STORAGE, 4, 4, 0, btf=btf, btf_key_type_id=1,
                             btf_value_type_id=1) as s:
-            assert s.flags & MapFlags.NO_PREALLOC and s.info()["btf_value_type_id"] == 1
+            assert s.flags & MapFlags.NO_PREALLOC and s.info().btf_value_type_id == 1
             s[u32(cgroup_fd)] = u32(77)
             assert s[u32(cgroup_fd)] == u32(77)
             assert s.delete(u32(cgroup_fd))
@@ -347,7 +347,7 @@ def test_storage_maps_with_btf(udp_socket):
         finally:
             os.close(pidfd)
         with bpf.Map.create(MapType.INODE_STORAGE, 4, 4, 0, **kw) as s:
-            assert s.type is MapType.INODE_STORAGE and s.info()["btf_id"] > 0
+            assert s.type is MapType.INODE_STORAGE and s.info().btf_id > 0
     finally:
         os.close(btf)
 
@@ -363,7 +363,7 @@ def test_storage_map_with_btf_object(udp_socket):
     with m:
         k = u32(udp_socket.fileno())
         m[k] = bytes(range(16))
-        assert m[k] == bytes(range(16)) and m.info()["btf_value_type_id"] == vid
+        assert m[k] == bytes(range(16)) and m.info().btf_value_type_id == vid
     with pytest.raises(TypeError, match="fileno"):
         bpf.Map.create(MapType.SK_STORAGE, 4, 16, 0, btf=object(), btf_key_type_id=1,
                        btf_value_type_id=1)

@@ -405,3 +405,25 @@ def test_assemble_bpftool_opcodes_output():
 """
     assert asm.assemble(text) == bytes.fromhex(
         "1801000089674523000000000100000085000000304204009500000000000000")
+
+
+def test_count_text():
+    text = asm.count_text(5, key=-4, scratch=-16)
+    # lookup, atomic add on a hit, BPF_NOEXIST insert of 1 on a miss; the map fd embedded
+    assert asm.assemble(text + "exit") == asm.assemble_insns([
+        asm.mov(R2, R10), asm.add(R2, -4), asm.ld_map_fd(R1, 5), asm.call(1),
+        asm.jeq(R0, 0, "new"), asm.mov(R1, 1), asm.atomic_add(8, R0, 0, R1), asm.ja("done"),
+        asm.label("new"), asm.mov(R1, 1), asm.stxdw(R10, -16, R1), asm.mov(R2, R10),
+        asm.add(R2, -4), asm.mov(R3, R10), asm.add(R3, -16), asm.ld_map_fd(R1, 5),
+        asm.mov(asm.R4, 1), asm.call(2), asm.label("done"), asm.exit()])
+    # two counters in one program need different labels
+    twice = text + asm.count_text(5, key=-8, scratch=-16, label="again") + "exit"
+    assert len(asm.assemble(twice)) == 2 * len(asm.assemble(text)) + 8
+    with pytest.raises(AsmError, match="defined twice"):
+        asm.assemble(text + text + "exit")
+    with pytest.raises(AsmError, match="negative stack offsets"):
+        asm.count_text(5, key=4, scratch=-16)
+    with pytest.raises(AsmError, match="negative stack offsets"):
+        asm.count_text(5, key=-4, scratch=-4)
+    with pytest.raises(TypeError, match="fileno"):
+        asm.count_text("map", key=-4, scratch=-16)
