@@ -34,9 +34,8 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "kernel"))
 
 import bpf  # noqa: E402
-from test_events_helpers import (ARRAY, PERF_EVENT_ARRAY, PROG_XDP, RINGBUF,  # noqa: E402
-                                 counters, map_create, perf_producer, prog_load,
-                                 ringbuf_producer, run)
+from events_producers import (counter_map, counters, load_xdp, perf_map,  # noqa: E402
+                              perf_producer, ring_map, ringbuf_producer, run)
 
 
 STREAM_RING = 8 << 20   # ring buffer bytes in the streaming runs
@@ -61,26 +60,26 @@ class Setup:
     def __init__(self, kind: str, size: int, records: int, stream: bool = False) -> None:
         self.kind, self.size, self.records = kind, size, records
         if stream and kind == "ring":
-            self.map = map_create(RINGBUF, 0, 0, STREAM_RING)
+            self.map = ring_map(STREAM_RING)
             self.pages = 0
             gen = ringbuf_producer
         elif stream:
-            self.map = map_create(PERF_EVENT_ARRAY, 4, 4, bpf.possible_cpus())
+            self.map = perf_map()
             self.pages = STREAM_PAGES
             gen = perf_producer
         elif kind == "ring":
             per = (size + 8 + 7) // 8 * 8
             ring = 1 << max(12, (per * records * 5 // 4 - 1).bit_length())
-            self.map = map_create(RINGBUF, 0, 0, ring)
+            self.map = ring_map(ring)
             self.pages = 0
             gen = ringbuf_producer
         else:
             per = (size + 4 + 7) // 8 * 8 + 8
             self.pages = 1 << max(0, (per * records * 5 // 4 // 4096 - 1).bit_length())
-            self.map = map_create(PERF_EVENT_ARRAY, 4, 4, bpf.possible_cpus())
+            self.map = perf_map()
             gen = perf_producer
-        self.counter = map_create(ARRAY, 4, 16, 1)
-        self.prog = prog_load(PROG_XDP, gen(self.map, self.counter, size))
+        self.counter = counter_map()
+        self.prog = load_xdp(gen(self.map, self.counter, size))
 
     def fill(self) -> None:
         before = counters(self.counter)[1]
@@ -94,8 +93,8 @@ class Setup:
 
 
 def c_floor(floor: str, s: Setup, reps: int) -> list[float]:
-    r = subprocess.run([floor, s.kind, str(s.map.fd), str(s.prog.fd), str(s.records),
-                        str(reps), str(s.pages or 1)], pass_fds=(s.map.fd, s.prog.fd),
+    r = subprocess.run([floor, s.kind, str(s.map.fileno()), str(s.prog.fileno()), str(s.records),
+                        str(reps), str(s.pages or 1)], pass_fds=(s.map.fileno(), s.prog.fileno()),
                        capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"events_floor failed: {r.stderr}")
@@ -109,9 +108,9 @@ def c_floor(floor: str, s: Setup, reps: int) -> list[float]:
 def c_stream(floor: str, s: Setup, seconds: float) -> tuple[float, float]:
     """(delivered events/s, dropped fraction) with the C consumer."""
     p0, d0 = counters(s.counter)
-    r = subprocess.run([floor, "stream-" + s.kind, str(s.map.fd), str(s.prog.fd),
+    r = subprocess.run([floor, "stream-" + s.kind, str(s.map.fileno()), str(s.prog.fileno()),
                         str(STREAM_CHUNK), str(seconds), str(s.pages or 1)],
-                       pass_fds=(s.map.fd, s.prog.fd), capture_output=True, text=True)
+                       pass_fds=(s.map.fileno(), s.prog.fileno()), capture_output=True, text=True)
     if r.returncode:
         raise RuntimeError(f"events_floor failed: {r.stderr}")
     n, secs = r.stdout.split()
@@ -208,7 +207,7 @@ def bcc_rates(bcc, s: Setup, reps: int) -> list[float]:
         state["n"] += 1
         state["bytes"] += size
 
-    reader = BCCRing(bcc, s.map.fd, cb)
+    reader = BCCRing(bcc, s.map.fileno(), cb)
     rates = []
     try:
         for _ in range(reps):

@@ -1,7 +1,7 @@
 /* PerfBuffer reader over a BPF_MAP_TYPE_PERF_EVENT_ARRAY (libbpf perf_buffer), one perf
- * ring per possible CPU.  Shares the wait/close/zero-copy machinery of ringbuf.c (included
- * before this file): our own epoll fd nests libbpf's, poll waits without the GIL and consumes
- * with it.
+ * ring per possible CPU.  Built on the reader base of ringbuf.c (included before this file):
+ * PyBPF_Reader, the poll loop and wait, record delivery through a pybpf_sink, close and
+ * dealloc.  Our own epoll fd nests libbpf's; poll waits without the GIL and consumes with it.
  *
  * Differences from the ring buffer: libbpf's sample callback returns void, so a callback that
  * raises or asks to stop cannot stop perf_buffer__consume.  The records that follow in that
@@ -14,24 +14,15 @@
  */
 
 typedef struct {
-    PyBPF_FdObject base;         /* fd: our epoll fd (owned) */
+    PyBPF_Reader r;              /* r.stop: a callback raised or returned < 0, so the rest of
+                                  * this consume goes to the backlog */
     struct perf_buffer *pb;
-    int efd;
     int ncpu;
     unsigned long long *lost;    /* per possible CPU, PyMem */
-    PyObject *callback;          /* strong */
+    pybpf_sink sink;             /* the callback and batch, for every CPU */
     PyObject *lost_callback;     /* strong or NULL */
-    PyObject *batch;             /* list in BATCH mode */
-    pybpf_packed packed;         /* PACKED mode */
     PyObject *backlog;           /* list of (cpu, bytes) held back after a stop */
     PyObject *cpus;              /* tuple of ints 0..ncpu-1 (avoid an int per record) */
-    PyObject *record_type;
-    PyBPF_Record *rec;
-    int mode;
-    int stop;                    /* a callback raised or returned < 0: divert to backlog */
-    int pinned;
-    int busy;                    /* inside a consume: only one at a time (see ringbuf.c) */
-    Py_ssize_t count;
 } PyBPF_PerfBuffer;
 
 static void
@@ -39,12 +30,10 @@ PerfBuffer_release(PyBPF_FdObject *o)
 {
     PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)o;
 
-    if (self->pb && !self->pinned)
+    if (self->pb && !self->r.pinned)
         perf_buffer__free(self->pb);
     self->pb = NULL;
-    if (self->efd >= 0)
-        close(self->efd);
-    self->efd = -1;
+    pybpf_reader_release_efd(&self->r);
 }
 
 static PyObject *
@@ -55,65 +44,28 @@ pybpf_perf_cpu(PyBPF_PerfBuffer *self, int cpu)
     return PyLong_FromLong(cpu);
 }
 
-static int pybpf_perf_flush(PyBPF_PerfBuffer *self);
-
-/* Deliver one record now; returns 0, or -1 with an exception set / stop requested.
- * Batches are handed over every PYBPF_CHUNK records from inside libbpf's loop (a CPU's
- * buffer can hold millions of records; a batch should stay cache-sized). */
+/* Deliver one record now (or add it to the batch); returns 0, or -1 with an exception set or
+ * a stop requested.  Batches are handed over every PYBPF_CHUNK records from inside libbpf's
+ * loop (a CPU's buffer can hold millions of records; a batch should stay cache-sized). */
 static int
 pybpf_perf_deliver(PyBPF_PerfBuffer *self, int cpu, void *data, Py_ssize_t size,
                    PyObject *bytes)
 {
-    PyObject *res, *c;
+    pybpf_sink *s = &self->sink;
+    PyObject *c = NULL;
+    int r;
 
-    self->count++;
-    if (self->mode == PYBPF_EV_PACKED) {
-        if (bytes) {
-            data = PyBytes_AS_STRING(bytes);
-            size = PyBytes_GET_SIZE(bytes);
-        }
-        if (pybpf_packed_add(&self->packed, data, size) < 0) {
-            PyErr_NoMemory();
+    if (s->mode == PYBPF_EV_BYTES || s->mode == PYBPF_EV_VIEW) { /* batches get no cpu */
+        c = pybpf_perf_cpu(self, cpu);
+        if (!c)
             return -1;
-        }
-        if (self->packed.len >= PYBPF_CHUNK * self->packed.item)
-            return pybpf_perf_flush(self);
-        return 0;
     }
-    if (self->mode == PYBPF_EV_BATCH) {
-        PyObject *b = bytes ? Py_NewRef(bytes) : PyBytes_FromStringAndSize(data, size);
-        int r;
-        if (!b)
-            return -1;
-        r = PyList_Append(self->batch, b);
-        Py_DECREF(b);
-        if (r == 0 && PyList_GET_SIZE(self->batch) >= PYBPF_CHUNK)
-            return pybpf_perf_flush(self);
-        return r;
-    }
-    c = pybpf_perf_cpu(self, cpu);
-    if (!c)
+    r = pybpf_sink_deliver(&self->r, s, c, data, size, bytes);
+    Py_XDECREF(c);
+    if (r != 0)
         return -1;
-    if (self->mode == PYBPF_EV_VIEW && !bytes) {
-        res = pybpf_call_with_view(self->callback, &self->rec, self->record_type, data, size, c,
-                                   &self->pinned);
-    } else {
-        PyObject *args[2] = {c, bytes ? Py_NewRef(bytes) : PyBytes_FromStringAndSize(data, size)};
-        if (!args[1]) {
-            Py_DECREF(c);
-            return -1;
-        }
-        res = PyObject_Vectorcall(self->callback, args, 2, NULL);
-        Py_DECREF(args[1]);
-    }
-    Py_DECREF(c);
-    if (!res)
-        return -1;
-    if (pybpf_cb_wants_stop(res)) {
-        Py_DECREF(res);
-        return -1;
-    }
-    Py_DECREF(res);
+    if (pybpf_sink_full(s))
+        return pybpf_sink_flush(s);
     return 0;
 }
 
@@ -123,7 +75,7 @@ pybpf_perf_sample(void *ctx, int cpu, void *data, __u32 size)
     PyBPF_PerfBuffer *self = ctx;
 
     /* Inside perf_buffer__consume with the GIL held. */
-    if (self->stop || self->base.closing) {
+    if (self->r.stop || self->r.base.closing) {
         PyObject *item = Py_BuildValue("(iy#)", cpu, (const char *)data, (Py_ssize_t)size);
         if (!item || PyList_Append(self->backlog, item) < 0) {
             /* Out of memory while an exception is pending: the record is lost. */
@@ -133,7 +85,7 @@ pybpf_perf_sample(void *ctx, int cpu, void *data, __u32 size)
         return;
     }
     if (pybpf_perf_deliver(self, cpu, data, size, NULL) < 0)
-        self->stop = 1;
+        self->r.stop = 1;
 }
 
 static void
@@ -144,59 +96,23 @@ pybpf_perf_lost(void *ctx, int cpu, __u64 cnt)
 
     if (cpu >= 0 && cpu < self->ncpu)
         self->lost[cpu] += cnt;
-    if (!self->lost_callback || self->stop || self->base.closing)
+    if (!self->lost_callback || self->r.stop || self->r.base.closing)
         return;
     res = PyObject_CallFunction(self->lost_callback, "iK", cpu, (unsigned long long)cnt);
     if (!res)
-        self->stop = 1;
+        self->r.stop = 1;
     Py_XDECREF(res);
 }
 
-static int
-pybpf_perf_flush(PyBPF_PerfBuffer *self)
-{
-    if (self->mode == PYBPF_EV_PACKED)
-        return pybpf_packed_flush(&self->packed, self->callback);
-    if (self->mode == PYBPF_EV_BATCH && PyList_GET_SIZE(self->batch) > 0) {
-        PyObject *batch = self->batch, *res;
-        self->batch = PyList_New(0);
-        if (!self->batch) {
-            self->batch = batch;
-            return -1;
-        }
-        res = PyObject_CallOneArg(self->callback, batch);
-        Py_DECREF(batch);
-        if (!res)
-            return -1;
-        Py_DECREF(res);
-    }
-    return 0;
-}
-
-static Py_ssize_t pybpf_perf_consume_locked(PyBPF_PerfBuffer *self);
-
+/* Through pybpf_reader_consume (one at a time, per-consume state reset); max is not used. */
 static Py_ssize_t
-pybpf_perf_consume(PyBPF_PerfBuffer *self)
+pybpf_perf_consume(PyBPF_Reader *reader, long max)
 {
-    Py_ssize_t n;
-
-    if (pybpf_not_busy(self->busy, "perf buffer") < 0)
-        return -1;
-    self->busy = 1;
-    n = pybpf_perf_consume_locked(self);
-    self->busy = 0;
-    return n;
-}
-
-static Py_ssize_t
-pybpf_perf_consume_locked(PyBPF_PerfBuffer *self)
-{
+    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)reader;
     int r;
     Py_ssize_t i, n;
     size_t b, nbuf;
 
-    self->count = 0;
-    self->stop = 0;
     /* First what an earlier stop held back. */
     n = PyList_GET_SIZE(self->backlog);
     if (n > 0) {
@@ -208,20 +124,20 @@ pybpf_perf_consume_locked(PyBPF_PerfBuffer *self)
         }
         for (i = 0; i < n; i++) {
             PyObject *item = PyList_GET_ITEM(old, i);
-            if (self->stop) {
+            if (self->r.stop) {
                 if (PyList_Append(self->backlog, item) < 0)
                     break;
                 continue;
             }
             if (pybpf_perf_deliver(self, PyLong_AsLong(PyTuple_GET_ITEM(item, 0)), NULL, 0,
                                    PyTuple_GET_ITEM(item, 1)) < 0)
-                self->stop = 1;
+                self->r.stop = 1;
         }
         Py_DECREF(old);
     }
     /* One CPU buffer at a time, delivering the batch after each, so a batch stays bounded. */
     nbuf = perf_buffer__buffer_cnt(self->pb);
-    for (b = 0; b < nbuf && !self->stop; b++) {
+    for (b = 0; b < nbuf && !self->r.stop; b++) {
         r = perf_buffer__consume_buffer(self->pb, b);
         if (r < 0 && r != -ENOENT && !PyErr_Occurred()) {
             pybpf_err(PYBPF_STATE(self), -r, "perf buffer consume", (PyObject *)self);
@@ -229,10 +145,10 @@ pybpf_perf_consume_locked(PyBPF_PerfBuffer *self)
         }
         if (PyErr_Occurred())
             return -1;
-        if (pybpf_perf_flush(self) < 0)
+        if (pybpf_sink_flush(&self->sink) < 0)
             return -1;
     }
-    return self->count;
+    return self->r.count;
 }
 
 static PyObject *
@@ -244,7 +160,7 @@ PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     PyBPF_PerfBuffer *self;
     PyObject *cb, *lost_cb = Py_None;
     Py_ssize_t pages = 8, item = 0;
-    int map_fd, wakeup = 1, mode = PYBPF_EV_BYTES, ep, efd, i, err;
+    int map_fd, wakeup = 1, mode = PYBPF_EV_BYTES, i, err;
     LIBBPF_OPTS(perf_buffer_opts, opts);
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "iO|Oniin:PerfBuffer", kwlist, &map_fd, &cb,
@@ -262,14 +178,13 @@ PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
     if (mode == PYBPF_EV_PACKED && item <= 0)
         return PyErr_Format(PyExc_ValueError, "packed delivery needs a record size > 0");
-    self = (PyBPF_PerfBuffer *)tp->tp_alloc(tp, 0);
+    self = (PyBPF_PerfBuffer *)pybpf_reader_alloc(tp, "perf buffer", PerfBuffer_release);
     if (!self)
         return NULL;
-    pybpf_fd_init(&self->base, -1, 0, "perf buffer");
-    self->efd = -1;
-    self->mode = mode;
-    self->packed.item = item;
-    self->callback = Py_NewRef(cb);
+    if (pybpf_sink_init(&self->sink, cb, mode, item) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     self->lost_callback = lost_cb == Py_None ? NULL : Py_NewRef(lost_cb);
     self->ncpu = libbpf_num_possible_cpus();
     if (self->ncpu < 0) {
@@ -281,9 +196,7 @@ PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     self->lost = PyMem_Calloc(self->ncpu, sizeof(*self->lost));
     self->cpus = PyTuple_New(self->ncpu);
     self->backlog = PyList_New(0);
-    self->batch = PyList_New(0);
-    self->record_type = pybpf_record_type(st->RingBuffer_Type);
-    if (!self->lost || !self->cpus || !self->backlog || !self->batch || !self->record_type) {
+    if (!self->lost || !self->cpus || !self->backlog) {
         if (!PyErr_Occurred())
             PyErr_NoMemory();
         Py_DECREF(self);
@@ -311,67 +224,27 @@ PerfBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
                                               "map and pages a power of two"
                                             : NULL);
     }
-    ep = pybpf_events_epoll(st, perf_buffer__epoll_fd(self->pb), EPOLLIN, &efd);
-    if (ep < 0) {
-        perf_buffer__free(self->pb);
-        self->pb = NULL;
+    if (pybpf_reader_open(&self->r, perf_buffer__epoll_fd(self->pb), EPOLLIN) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    pybpf_fd_init(&self->base, ep, 1, "perf buffer");
-    self->efd = efd;
-    self->base.release = PerfBuffer_release;
     return (PyObject *)self;
 }
 
 static PyObject *
 PerfBuffer_poll(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-    Py_ssize_t n;
-    double deadline = 0;
-    int ms, w;
+    int ms;
 
     if (pybpf_timeout_arg(args, nargs, &ms) < 0)
         return NULL;
-    if (pybpf_enter(&self->base) < 0)
-        return NULL;
-    n = pybpf_perf_consume(self);
-    while (n == 0 && ms != 0 && !self->stop) {
-        w = pybpf_events_wait(&self->base, ms, &deadline);
-        if (w <= 0) {
-            n = w;
-            break;
-        }
-        n = pybpf_perf_consume(self); /* 0 when only lost records came in: wait again */
-    }
-    pybpf_leave(&self->base);
-    if (n < 0)
-        return NULL;
-    return PyLong_FromSsize_t(n);
+    return pybpf_reader_poll((PyBPF_Reader *)op, pybpf_perf_consume, ms, 0);
 }
 
 static PyObject *
 PerfBuffer_consume(PyObject *op, PyObject *unused)
 {
-    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-    Py_ssize_t n;
-
-    if (pybpf_enter(&self->base) < 0)
-        return NULL;
-    n = pybpf_perf_consume(self);
-    pybpf_leave(&self->base);
-    if (n < 0)
-        return NULL;
-    return PyLong_FromSsize_t(n);
-}
-
-static PyObject *
-PerfBuffer_close(PyObject *op, PyObject *unused)
-{
-    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-
-    return pybpf_events_close(&self->base, self->efd);
+    return pybpf_reader_poll((PyBPF_Reader *)op, pybpf_perf_consume, 0, 0);
 }
 
 static PyObject *
@@ -407,12 +280,7 @@ PerfBuffer_get_buffers(PyObject *op, void *c)
 static PyObject *
 PerfBuffer_repr(PyObject *op)
 {
-    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-
-    if (self->base.fd < 0)
-        return PyUnicode_FromFormat("<%s closed>", Py_TYPE(op)->tp_name);
-    return PyUnicode_FromFormat("<%s cpus=%d fd=%d>", Py_TYPE(op)->tp_name, self->ncpu,
-                                self->base.fd);
+    return pybpf_reader_repr(op, "cpus", ((PyBPF_PerfBuffer *)op)->ncpu);
 }
 
 static int
@@ -420,14 +288,12 @@ PerfBuffer_traverse(PyObject *op, visitproc visit, void *arg)
 {
     PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
 
-    Py_VISIT(self->callback);
+    Py_VISIT(self->sink.callback);
+    Py_VISIT(self->sink.batch);
     Py_VISIT(self->lost_callback);
-    Py_VISIT(self->batch);
     Py_VISIT(self->backlog);
     Py_VISIT(self->cpus);
-    Py_VISIT(self->record_type);
-    Py_VISIT(self->rec);
-    return pybpf_fd_traverse(op, visit, arg);
+    return pybpf_reader_traverse(op, visit, arg);
 }
 
 static int
@@ -436,38 +302,29 @@ PerfBuffer_clear(PyObject *op)
     PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
 
     /* Keep callback non-NULL (a consume may still run): None raises TypeError if called. */
-    Py_XSETREF(self->callback, Py_NewRef(Py_None));
+    Py_XSETREF(self->sink.callback, Py_NewRef(Py_None));
     Py_CLEAR(self->lost_callback);
-    Py_CLEAR(self->rec);
+    Py_CLEAR(self->r.rec);
     return 0;
+}
+
+static void
+PerfBuffer_free_own(PyObject *op)
+{
+    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
+
+    PyMem_Free(self->lost);
+    self->lost = NULL;
+    pybpf_sink_clear(&self->sink);
+    Py_CLEAR(self->lost_callback);
+    Py_CLEAR(self->backlog);
+    Py_CLEAR(self->cpus);
 }
 
 static void
 PerfBuffer_dealloc(PyObject *op)
 {
-    PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-
-    if (PyObject_CallFinalizerFromDealloc(op) < 0)
-        return;
-    PyObject_GC_UnTrack(op);
-    if (self->base.fd >= 0 || self->base.release)
-        pybpf_fd_release(&self->base);
-    PyMem_Free(self->lost);
-    self->lost = NULL;
-    PyMem_Free(self->packed.buf);
-    self->packed.buf = NULL;
-    Py_CLEAR(self->callback);
-    Py_CLEAR(self->lost_callback);
-    Py_CLEAR(self->batch);
-    Py_CLEAR(self->backlog);
-    Py_CLEAR(self->cpus);
-    Py_CLEAR(self->record_type);
-    Py_CLEAR(self->rec);
-    if (self->base.weakreflist)
-        PyObject_ClearWeakRefs(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
+    pybpf_reader_dealloc(op, PerfBuffer_free_own);
 }
 
 static PyMethodDef PerfBuffer_methods[] = {
@@ -476,7 +333,7 @@ static PyMethodDef PerfBuffer_methods[] = {
                "samples arrive, the timeout passes or close() is called. Returns samples.")},
     {"consume", PerfBuffer_consume, METH_NOARGS,
      PyDoc_STR("Handle available samples of every CPU without waiting.")},
-    {"close", PerfBuffer_close, METH_NOARGS,
+    {"close", pybpf_reader_close, METH_NOARGS,
      PyDoc_STR("Free the per-CPU buffers (idempotent); wakes a poll() in another thread.")},
     {"fileno", pybpf_fd_fileno, METH_NOARGS,
      PyDoc_STR("Return the epoll fd, readable when a CPU's buffer has data.")},
@@ -494,11 +351,6 @@ static PyGetSetDef PerfBuffer_getsets[] = {
     {NULL},
 };
 
-static PyMemberDef PerfBuffer_members[] = {
-    PYBPF_FD_MEMBERS,
-    {NULL},
-};
-
 static PyType_Slot PerfBuffer_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR("Reader of a BPF perf event array (libbpf perf_buffer).")},
     {Py_tp_new, PerfBuffer_new},
@@ -509,7 +361,7 @@ static PyType_Slot PerfBuffer_slots[] = {
     {Py_tp_repr, PerfBuffer_repr},
     {Py_tp_methods, PerfBuffer_methods},
     {Py_tp_getset, PerfBuffer_getsets},
-    {Py_tp_members, PerfBuffer_members},
+    {Py_tp_members, pybpf_reader_members},
     {0, NULL},
 };
 
@@ -523,9 +375,5 @@ static PyType_Spec PerfBuffer_spec = {
 static int
 pybpf_perfbuf_init(PyObject *m, pybpf_state *st)
 {
-    st->PerfBuffer_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &PerfBuffer_spec, NULL);
-    if (!st->PerfBuffer_Type ||
-        PyModule_AddObjectRef(m, "PerfBuffer", (PyObject *)st->PerfBuffer_Type) < 0)
-        return -1;
-    return 0;
+    return pybpf_reader_add_type(m, &PerfBuffer_spec, "PerfBuffer", &st->PerfBuffer_Type);
 }

@@ -1,6 +1,6 @@
-/* RingBuffer (kernel -> user) and UserRingBuffer (user -> kernel), plus the pieces the perf
- * buffer reader (perfbuf.c, included after this file) shares: the zero-copy record exporter
- * and the blocking wait.
+/* RingBuffer (kernel -> user) and UserRingBuffer (user -> kernel), plus the reader base the
+ * perf buffer reader (perfbuf.c, included after this file) shares: the zero-copy record
+ * exporter, record delivery (pybpf_sink), the blocking wait and poll loop, close, dealloc.
  *
  * Shape of a reader.  libbpf's ring_buffer / perf_buffer own an epoll fd holding the map (or
  * per-CPU perf) fds.  We do not call ring_buffer__poll: it cannot be woken by close() from
@@ -266,6 +266,52 @@ pybpf_packed_flush(pybpf_packed *p, PyObject *cb)
     return 0;
 }
 
+/* ---- the reader base ---------------------------------------------------------------------
+ * RingBuffer, PerfBuffer and UserRingBuffer start with this struct (PyBPF_FdObject first, so
+ * the fd base works on it): the wake eventfd, the zero-copy exporter and the per-consume state
+ * that the shared wait, poll, delivery, close and dealloc code below works on.  The writer
+ * (UserRingBuffer) uses only base, efd and record_type. */
+
+typedef struct {
+    PyBPF_FdObject base;      /* fd: our epoll fd (owned); base.release frees the libbpf side */
+    int efd;                  /* eventfd close() writes to wake a blocked wait */
+    PyObject *record_type;    /* strong: _RingRecord */
+    PyBPF_Record *rec;        /* reusable zero-copy exporter (strong) or NULL */
+    Py_ssize_t count;         /* records seen in the current consume */
+    int stop;                 /* a callback raised or asked to stop */
+    int pinned;               /* a zero-copy view escaped: never unmap */
+    int busy;                 /* inside a consume (callbacks may drop the GIL) */
+} PyBPF_Reader;
+
+/* Where one source's records go: the callback and, for batch modes, what is collected for it.
+ * A ring buffer has one per ring, a perf buffer one for all CPUs. */
+typedef struct {
+    PyObject *callback;  /* strong */
+    PyObject *batch;     /* list (strong) in BATCH mode, else NULL */
+    pybpf_packed packed; /* PACKED mode */
+    int mode;
+} pybpf_sink;
+
+static int
+pybpf_sink_init(pybpf_sink *s, PyObject *callback, int mode, Py_ssize_t item)
+{
+    s->mode = mode;
+    s->packed.item = item;
+    if (mode == PYBPF_EV_BATCH && !(s->batch = PyList_New(0)))
+        return -1;
+    s->callback = Py_NewRef(callback);
+    return 0;
+}
+
+static void
+pybpf_sink_clear(pybpf_sink *s)
+{
+    Py_CLEAR(s->callback);
+    Py_CLEAR(s->batch);
+    PyMem_Free(s->packed.buf);
+    s->packed.buf = NULL;
+}
+
 /* Interpret a callback's return value: a negative int asks to stop.  Returns 1 to stop. */
 static int
 pybpf_cb_wants_stop(PyObject *res)
@@ -289,17 +335,18 @@ pybpf_cb_wants_stop(PyObject *res)
  * pointer is cleared, so any later access raises ValueError; if a buffer taken from it is
  * still held (a memoryview not released, a numpy array) we raise BufferError and pin the ring
  * memory.  The object is reused for the next record unless the callback kept a reference.
- * Returns the callback's result or NULL. */
+ * first, if not NULL, goes before the record (the perf buffer's cpu).  Returns the callback's
+ * result or NULL. */
 static PyObject *
-pybpf_call_with_view(PyObject *cb, PyBPF_Record **recp, PyObject *record_type, void *data,
-                     Py_ssize_t len, PyObject *first, int *pinned)
+pybpf_call_with_view(PyBPF_Reader *r, PyObject *cb, void *data, Py_ssize_t len,
+                     PyObject *first)
 {
-    PyBPF_Record *rec = *recp;
+    PyBPF_Record *rec = r->rec;
     PyObject *res;
 
     if (!rec || Py_REFCNT(rec) > 1 || rec->exports > 0) {
         Py_XDECREF(rec);
-        *recp = rec = pybpf_record_new(record_type, 1, NULL);
+        r->rec = rec = pybpf_record_new(r->record_type, 1, NULL);
         if (!rec)
             return NULL;
     }
@@ -313,7 +360,7 @@ pybpf_call_with_view(PyObject *cb, PyBPF_Record **recp, PyObject *record_type, v
     }
     rec->ptr = NULL;
     if (rec->exports > 0) {
-        *pinned = 1;
+        r->pinned = 1;
         if (res) {
             Py_DECREF(res);
             PyErr_SetString(PyExc_BufferError,
@@ -325,6 +372,91 @@ pybpf_call_with_view(PyObject *cb, PyBPF_Record **recp, PyObject *record_type, v
         }
     }
     return res;
+}
+
+/* Deliver one record to a sink: call its callback now (BYTES, VIEW) or add the record to the
+ * batch (BATCH, PACKED; pybpf_sink_flush hands it over).  The record is data/size in the
+ * ring, or an existing bytes object (a record the perf buffer held back), which VIEW mode
+ * then passes as it is.  first, if not NULL, is passed before the record (the perf buffer's
+ * cpu).  Returns 0, 1 when the callback asked to stop (returned a negative number), or -1
+ * with an exception set.  GIL held. */
+static int
+pybpf_sink_deliver(PyBPF_Reader *r, pybpf_sink *s, PyObject *first, void *data,
+                   Py_ssize_t size, PyObject *bytes)
+{
+    PyObject *res, *b;
+    int stop;
+
+    r->count++;
+    if (bytes) {
+        data = PyBytes_AS_STRING(bytes);
+        size = PyBytes_GET_SIZE(bytes);
+    }
+    if (s->mode == PYBPF_EV_PACKED) {
+        if (pybpf_packed_add(&s->packed, data, size) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        return 0;
+    }
+    if (s->mode == PYBPF_EV_VIEW && !bytes) {
+        res = pybpf_call_with_view(r, s->callback, data, size, first);
+    } else {
+        b = bytes ? Py_NewRef(bytes) : PyBytes_FromStringAndSize(data, size);
+        if (!b)
+            return -1;
+        if (s->mode == PYBPF_EV_BATCH) {
+            int rc = PyList_Append(s->batch, b);
+            Py_DECREF(b);
+            return rc;
+        }
+        if (first) {
+            PyObject *args[2] = {first, b};
+            res = PyObject_Vectorcall(s->callback, args, 2, NULL);
+        } else {
+            res = PyObject_CallOneArg(s->callback, b);
+        }
+        Py_DECREF(b);
+    }
+    if (!res)
+        return -1;
+    stop = pybpf_cb_wants_stop(res);
+    Py_DECREF(res);
+    return stop;
+}
+
+/* A batch has reached PYBPF_CHUNK records. */
+static int
+pybpf_sink_full(pybpf_sink *s)
+{
+    if (s->mode == PYBPF_EV_PACKED)
+        return s->packed.len >= PYBPF_CHUNK * s->packed.item;
+    return s->mode == PYBPF_EV_BATCH && PyList_GET_SIZE(s->batch) >= PYBPF_CHUNK;
+}
+
+/* Hand the collected batch, if any, to the callback.  Returns 0 or -1 (the batch is gone
+ * either way, as single records are once their callback ran). */
+static int
+pybpf_sink_flush(pybpf_sink *s)
+{
+    PyObject *batch, *res;
+
+    if (s->mode == PYBPF_EV_PACKED)
+        return pybpf_packed_flush(&s->packed, s->callback);
+    if (s->mode != PYBPF_EV_BATCH || PyList_GET_SIZE(s->batch) == 0)
+        return 0;
+    batch = s->batch;
+    s->batch = PyList_New(0);
+    if (!s->batch) {
+        s->batch = batch;
+        return -1;
+    }
+    res = PyObject_CallOneArg(s->callback, batch);
+    Py_DECREF(batch);
+    if (!res)
+        return -1;
+    Py_DECREF(res);
+    return 0;
 }
 
 static double
@@ -426,16 +558,19 @@ fail:
     return -1;
 }
 
-/* close() for readers: mark closing, wake a blocked poll, release now if nothing is in flight. */
+/* close() of every reader: mark closing, wake a wait blocked in another thread, release now
+ * if nothing is in flight (else the last call to leave does). */
 static PyObject *
-pybpf_events_close(PyBPF_FdObject *o, int efd)
+pybpf_reader_close(PyObject *op, PyObject *unused)
 {
-    if (o->fd >= 0 && o->inflight > 0 && efd >= 0) {
+    PyBPF_Reader *r = (PyBPF_Reader *)op;
+
+    if (r->base.fd >= 0 && r->base.inflight > 0 && r->efd >= 0) {
         uint64_t one = 1;
-        ssize_t w = write(efd, &one, sizeof(one)); /* nonblocking; EAGAIN means already set */
+        ssize_t w = write(r->efd, &one, sizeof(one)); /* nonblocking; EAGAIN: already set */
         (void)w;
     }
-    return pybpf_fd_close((PyObject *)o, NULL);
+    return pybpf_fd_close(op, NULL);
 }
 
 static int
@@ -457,43 +592,102 @@ pybpf_timeout_arg(PyObject *const *args, Py_ssize_t nargs, int *ms)
     return 0;
 }
 
-/* ---- RingBuffer ------------------------------------------------------------------------------*/
+/* Allocate a reader of type tp, not open yet.  release frees the libbpf side; it is set now
+ * (and must cope with a half-built object) so that every later failure is a plain
+ * Py_DECREF. */
+static PyBPF_Reader *
+pybpf_reader_alloc(PyTypeObject *tp, const char *kind, pybpf_release_fn release)
+{
+    PyBPF_Reader *r = (PyBPF_Reader *)tp->tp_alloc(tp, 0);
 
-typedef struct PyBPF_RingBuffer PyBPF_RingBuffer;
+    if (!r)
+        return NULL;
+    pybpf_fd_init(&r->base, -1, 0, kind);
+    r->base.release = release;
+    r->efd = -1;
+    r->record_type = pybpf_record_type(pybpf_state_from_type(tp)->RingBuffer_Type);
+    if (!r->record_type) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return r;
+}
 
-typedef struct {
-    PyBPF_RingBuffer *owner; /* borrowed: the ctx lives and dies with the owner */
-    PyObject *callback;      /* strong */
-    PyObject *batch;         /* list (strong) in BATCH mode, else NULL */
-    pybpf_packed packed;     /* PACKED mode */
-    int mode;
-    int lib_index;           /* index in libbpf's ring_buffer, -1 for VIEWBATCH rings */
-    /* VIEWBATCH rings are mapped by us (libbpf gives no access to the data pointer nor a way
-     * to advance the consumer position after a batch): the same layout libbpf maps. */
-    unsigned long *consumer_pos; /* RW page */
-    unsigned long *producer_pos; /* first RO page */
-    char *data;                  /* RO data, mapped twice back to back */
-    size_t mask, page;
-    Py_ssize_t stride;           /* round_up(item + 8, 8) */
-} pybpf_ring_ctx;
+/* Give the reader its own epoll fd (what fileno() returns) holding inner (libbpf's epoll fd or
+ * the map fd; none when < 0) and the wake eventfd.  Returns 0 or -1 with an exception set. */
+static int
+pybpf_reader_open(PyBPF_Reader *r, int inner, int events)
+{
+    pybpf_release_fn release = r->base.release;
+    int ep, efd;
 
-struct PyBPF_RingBuffer {
-    PyBPF_FdObject base;      /* fd: our epoll fd (owned); release frees everything below */
-    struct ring_buffer *rb;   /* NULL until the first map is added */
-    int efd;                  /* eventfd close() writes to wake poll */
-    pybpf_ring_ctx **ctxs;    /* one per ring, pointers stable (libbpf keeps them) */
-    Py_ssize_t nctx;
-    PyObject *record_type;    /* strong */
-    PyBPF_Record *rec;        /* reusable zero-copy exporter (strong) or NULL */
-    Py_ssize_t count;         /* records seen in the current consume */
-    int stop;                 /* a callback returned a negative number */
-    int pinned;               /* a zero-copy view escaped: never unmap */
-    int busy;                 /* inside ring_buffer__consume (callbacks may drop the GIL) */
-    int nlib;                 /* rings added to libbpf's ring_buffer */
-};
+    ep = pybpf_events_epoll(PYBPF_STATE(r), inner, events, &efd);
+    if (ep < 0)
+        return -1;
+    pybpf_fd_init(&r->base, ep, 1, r->base.kind);
+    r->base.release = release;
+    r->efd = efd;
+    return 0;
+}
 
-/* libbpf's consumer is single-threaded, and a Python callback can let another thread run (or
- * call poll() itself): only one consume may run at a time. */
+/* For the release hooks: close the wake eventfd. */
+static void
+pybpf_reader_release_efd(PyBPF_Reader *r)
+{
+    if (r->efd >= 0)
+        close(r->efd);
+    r->efd = -1;
+}
+
+static int
+pybpf_reader_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    PyBPF_Reader *r = (PyBPF_Reader *)op;
+
+    Py_VISIT(r->record_type);
+    Py_VISIT(r->rec);
+    return pybpf_fd_traverse(op, visit, arg);
+}
+
+/* tp_dealloc of every reader: the finalizer (ResourceWarning for an unclosed one), the
+ * release hook, then free_own for the type's own fields (may be NULL). */
+static void
+pybpf_reader_dealloc(PyObject *op, void (*free_own)(PyObject *))
+{
+    PyBPF_Reader *r = (PyBPF_Reader *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+
+    if (PyObject_CallFinalizerFromDealloc(op) < 0)
+        return;
+    PyObject_GC_UnTrack(op);
+    if (r->base.fd >= 0 || r->base.release)
+        pybpf_fd_release(&r->base);
+    if (free_own)
+        free_own(op);
+    Py_CLEAR(r->rec);
+    Py_CLEAR(r->record_type);
+    if (r->base.weakreflist)
+        PyObject_ClearWeakRefs(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+/* "<type closed>", or "<type label=value fd=N>" (no label: "<type fd=N>"). */
+static PyObject *
+pybpf_reader_repr(PyObject *op, const char *label, Py_ssize_t value)
+{
+    PyBPF_Reader *r = (PyBPF_Reader *)op;
+
+    if (r->base.fd < 0)
+        return PyUnicode_FromFormat("<%s closed>", Py_TYPE(op)->tp_name);
+    if (!label)
+        return PyUnicode_FromFormat("<%s fd=%d>", Py_TYPE(op)->tp_name, r->base.fd);
+    return PyUnicode_FromFormat("<%s %s=%zd fd=%d>", Py_TYPE(op)->tp_name, label, value,
+                                r->base.fd);
+}
+
+/* libbpf's consumers are single-threaded, and a Python callback can let another thread run
+ * (or call poll() itself): only one consume may run at a time. */
 static int
 pybpf_not_busy(int busy, const char *kind)
 {
@@ -506,6 +700,100 @@ pybpf_not_busy(int busy, const char *kind)
     return 0;
 }
 
+/* A reader's consume: hand over at most max records (max <= 0: all there are) without
+ * waiting; returns how many, or -1 with an exception set.  GIL held. */
+typedef Py_ssize_t (*pybpf_consume_fn)(PyBPF_Reader *r, long max);
+
+static Py_ssize_t
+pybpf_reader_consume(PyBPF_Reader *r, pybpf_consume_fn consume, long max)
+{
+    Py_ssize_t n;
+
+    if (pybpf_not_busy(r->busy, r->base.kind) < 0)
+        return -1;
+    r->busy = 1;
+    r->stop = 0;
+    r->count = 0;
+    n = consume(r, max);
+    r->busy = 0;
+    return n;
+}
+
+/* poll() and consume() of the readers (consume is ms == 0).  Consume first: when records are
+ * waiting this costs no syscall at all.  Then, while nothing was handed over, wait (GIL
+ * released, EINTR and signals handled, the deadline kept: pybpf_events_wait) and consume
+ * again: a wakeup may bring nothing to count (discarded records, lost-sample notices), and
+ * the wait then goes on within the same deadline.  Returns the count as an int, or NULL. */
+static PyObject *
+pybpf_reader_poll(PyBPF_Reader *r, pybpf_consume_fn consume, int ms, long max)
+{
+    Py_ssize_t n;
+    double deadline = 0;
+    int w;
+
+    if (pybpf_enter(&r->base) < 0)
+        return NULL;
+    n = pybpf_reader_consume(r, consume, max);
+    while (n == 0 && ms != 0 && !r->stop) {
+        w = pybpf_events_wait(&r->base, ms, &deadline);
+        if (w <= 0) {
+            n = w;
+            break;
+        }
+        n = pybpf_reader_consume(r, consume, max);
+    }
+    pybpf_leave(&r->base);
+    if (n < 0)
+        return NULL;
+    return PyLong_FromSsize_t(n);
+}
+
+/* The readers' weakref slot (the fd base is at offset 0 in each) and plain fd getters. */
+static PyMemberDef pybpf_reader_members[] = {
+    PYBPF_FD_MEMBERS,
+    {NULL},
+};
+
+static PyGetSetDef pybpf_reader_getsets[] = {
+    PYBPF_FD_GETSETS,
+    {NULL},
+};
+
+/* Create a reader type from spec, store it in *slot and add it to the module as name. */
+static int
+pybpf_reader_add_type(PyObject *m, PyType_Spec *spec, const char *name, PyTypeObject **slot)
+{
+    *slot = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec, NULL);
+    if (!*slot || PyModule_AddObjectRef(m, name, (PyObject *)*slot) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- RingBuffer ------------------------------------------------------------------------------*/
+
+typedef struct PyBPF_RingBuffer PyBPF_RingBuffer;
+
+typedef struct {
+    PyBPF_RingBuffer *owner; /* borrowed: the ctx lives and dies with the owner */
+    pybpf_sink sink;         /* this ring's callback and batch */
+    int lib_index;           /* index in libbpf's ring_buffer, -1 for VIEWBATCH rings */
+    /* VIEWBATCH rings are mapped by us (libbpf gives no access to the data pointer nor a way
+     * to advance the consumer position after a batch): the same layout libbpf maps. */
+    unsigned long *consumer_pos; /* RW page */
+    unsigned long *producer_pos; /* first RO page */
+    char *data;                  /* RO data, mapped twice back to back */
+    size_t mask, page;
+    Py_ssize_t stride;           /* round_up(item + 8, 8) */
+} pybpf_ring_ctx;
+
+struct PyBPF_RingBuffer {
+    PyBPF_Reader r;           /* r.base.release frees everything below */
+    struct ring_buffer *rb;   /* NULL until the first map is added */
+    pybpf_ring_ctx **ctxs;    /* one per ring, pointers stable (libbpf keeps them) */
+    Py_ssize_t nctx;
+    int nlib;                 /* rings added to libbpf's ring_buffer */
+};
+
 static void
 RingBuffer_release(PyBPF_FdObject *o)
 {
@@ -513,26 +801,22 @@ RingBuffer_release(PyBPF_FdObject *o)
     Py_ssize_t i;
 
     /* A pinned ring's memory must stay mapped: leak the libbpf structure. */
-    if (self->rb && !self->pinned)
+    if (self->rb && !self->r.pinned)
         ring_buffer__free(self->rb);
     self->rb = NULL;
-    if (self->efd >= 0)
-        close(self->efd);
-    self->efd = -1;
+    pybpf_reader_release_efd(&self->r);
     for (i = 0; i < self->nctx; i++) {
         pybpf_ring_ctx *c = self->ctxs[i];
-        if (self->pinned)
+        if (self->r.pinned)
             continue; /* libbpf may still hold these pointers; leak with the rings */
-        Py_CLEAR(c->callback);
-        Py_CLEAR(c->batch);
-        PyMem_Free(c->packed.buf);
+        pybpf_sink_clear(&c->sink);
         if (c->consumer_pos)
             munmap(c->consumer_pos, c->page);
         if (c->producer_pos)
             munmap(c->producer_pos, c->page + 2 * (c->mask + 1));
         PyMem_Free(c);
     }
-    if (!self->pinned)
+    if (!self->r.pinned)
         PyMem_Free(self->ctxs);
     self->ctxs = NULL;
     self->nctx = 0;
@@ -543,79 +827,32 @@ pybpf_ring_sample(void *ctx, void *data, size_t size)
 {
     pybpf_ring_ctx *c = ctx;
     PyBPF_RingBuffer *self = c->owner;
-    PyObject *res, *b;
+    int r;
 
     /* Runs inside ring_buffer__consume, with the GIL held (see the top of the file). */
-    if (self->base.closing)
+    if (self->r.base.closing)
         return -ECANCELED;
-    self->count++;
-    if (c->mode == PYBPF_EV_VIEW) {
-        res = pybpf_call_with_view(c->callback, &self->rec, self->record_type, data,
-                                   (Py_ssize_t)size, NULL, &self->pinned);
-    } else if (c->mode == PYBPF_EV_PACKED) {
-        if (pybpf_packed_add(&c->packed, data, (Py_ssize_t)size) < 0) {
-            PyErr_NoMemory();
-            return -ENOMEM;
-        }
-        return 0;
-    } else {
-        b = PyBytes_FromStringAndSize(data, (Py_ssize_t)size);
-        if (!b)
-            return -ENOMEM;
-        if (c->mode == PYBPF_EV_BATCH) {
-            int r = PyList_Append(c->batch, b);
-            Py_DECREF(b);
-            return r < 0 ? -ENOMEM : 0;
-        }
-        res = PyObject_CallOneArg(c->callback, b);
-        Py_DECREF(b);
-    }
-    if (!res)
+    r = pybpf_sink_deliver(&self->r, &c->sink, NULL, data, (Py_ssize_t)size, NULL);
+    if (r < 0)
         return -EINTR; /* exception set: libbpf stops, poll() raises it */
-    if (pybpf_cb_wants_stop(res)) {
-        self->stop = 1;
-        Py_DECREF(res);
+    if (r > 0) {
+        self->r.stop = 1;
         return -ECANCELED;
     }
-    Py_DECREF(res);
     return 0;
 }
 
-/* Hand each ring's collected batch to its callback. */
+/* Hand each ring's collected batch to its callback; after one raised, the others keep theirs
+ * for the next poll. */
 static int
 pybpf_ring_flush(PyBPF_RingBuffer *self)
 {
     Py_ssize_t i;
     int failed = 0;
 
-    for (i = 0; i < self->nctx; i++) {
-        pybpf_ring_ctx *c = self->ctxs[i];
-        PyObject *batch, *res;
-
-        if (c->mode == PYBPF_EV_PACKED) {
-            if (!failed && pybpf_packed_flush(&c->packed, c->callback) < 0)
-                failed = 1;
-            continue;
-        }
-        if (c->mode != PYBPF_EV_BATCH || PyList_GET_SIZE(c->batch) == 0)
-            continue;
-        batch = c->batch;
-        c->batch = PyList_New(0);
-        if (!c->batch) {
-            c->batch = batch;
-            return -1;
-        }
-        if (failed) { /* an earlier callback raised: keep the records for the next poll */
-            Py_SETREF(c->batch, batch);
-            continue;
-        }
-        res = PyObject_CallOneArg(c->callback, batch);
-        Py_DECREF(batch);
-        if (!res)
+    for (i = 0; i < self->nctx && !failed; i++)
+        if (pybpf_sink_flush(&self->ctxs[i]->sink) < 0)
             failed = 1;
-        else
-            Py_DECREF(res);
-    }
     return failed ? -1 : 0;
 }
 
@@ -693,19 +930,18 @@ pybpf_own_deliver(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, char *start, Py_ssi
             return -1;
         memset(PyBytes_AS_STRING(b), 0, c->stride);
         memcpy(PyBytes_AS_STRING(b) + BPF_RINGBUF_HDR_SZ, odd, odd_len < item ? odd_len : item);
-        res = PyObject_CallOneArg(c->callback, b);
+        res = PyObject_CallOneArg(c->sink.callback, b);
         Py_DECREF(b);
     } else {
-        res = pybpf_call_with_view(c->callback, &self->rec, self->record_type, start,
-                                   n * c->stride, NULL, &self->pinned);
+        res = pybpf_call_with_view(&self->r, c->sink.callback, start, n * c->stride, NULL);
     }
     /* The batch counts as handled even if the callback raised (as for single records). */
     PYBPF_STORE_REL(c->consumer_pos, cons);
-    self->count += odd ? 1 : n;
+    self->r.count += odd ? 1 : n;
     if (!res)
         return -1;
     if (pybpf_cb_wants_stop(res))
-        self->stop = 1;
+        self->r.stop = 1;
     Py_DECREF(res);
     return 0;
 }
@@ -718,7 +954,7 @@ pybpf_own_consume(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, Py_ssize_t max)
     __u32 len, dlen;
     char *hdr;
 
-    while (!self->stop && !self->base.closing && (max <= 0 || done < max)) {
+    while (!self->r.stop && !self->r.base.closing && (max <= 0 || done < max)) {
         prod = PYBPF_LOAD_ACQ(c->producer_pos);
         if (cons >= prod)
             return 0;
@@ -745,7 +981,7 @@ pybpf_own_consume(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, Py_ssize_t max)
                     return -1;
                 cons = next;
                 done++;
-                if (self->stop)
+                if (self->r.stop)
                     return 0;
                 run_start = cons;
                 continue;
@@ -764,91 +1000,65 @@ pybpf_own_consume(PyBPF_RingBuffer *self, pybpf_ring_ctx *c, Py_ssize_t max)
 
 /* Consume what is there, in rounds of PYBPF_CHUNK records with batches delivered after each
  * round (so a batch stays cache-sized and a flood cannot grow it without bound); max <= 0
- * means until the rings are empty.  Returns records handled or -1.  GIL held. */
+ * means until the rings are empty.  Returns records handled or -1.  GIL held; runs through
+ * pybpf_reader_consume (one at a time, per-consume state reset). */
 static Py_ssize_t
-pybpf_ring_consume(PyBPF_RingBuffer *self, long max)
+pybpf_ring_consume(PyBPF_Reader *reader, long max)
 {
-    Py_ssize_t total = 0;
+    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)reader;
+    Py_ssize_t total = 0, i;
     size_t want;
     int r;
 
-    Py_ssize_t i;
-
-    if (pybpf_not_busy(self->busy, "ring buffer") < 0)
-        return -1;
-    self->busy = 1;
-    self->stop = 0;
-    self->count = 0;
-    for (i = 0; i < self->nctx && !self->stop; i++) {
+    for (i = 0; i < self->nctx && !self->r.stop; i++) {
         pybpf_ring_ctx *c = self->ctxs[i];
         if (c->lib_index >= 0)
             continue;
-        if (pybpf_own_consume(self, c, max > 0 ? max - total : 0) < 0) {
-            total += self->count;
-            goto fail;
-        }
+        if (pybpf_own_consume(self, c, max > 0 ? max - total : 0) < 0)
+            return -1;
     }
-    total += self->count;
-    if (!self->rb || self->stop || (max > 0 && total >= max)) {
-        self->busy = 0;
+    total += self->r.count;
+    if (!self->rb || self->r.stop || (max > 0 && total >= max))
         return total;
-    }
     do {
         want = PYBPF_CHUNK;
         if (max > 0 && (size_t)(max - total) < want)
             want = (size_t)(max - total);
-        self->count = 0;
+        self->r.count = 0;
         r = ring_buffer__consume_n(self->rb, want);
-        total += self->count;
+        total += self->r.count;
         if (PyErr_Occurred())
-            goto fail; /* records already collected in batches stay for the next call */
-        if (r < 0 && !self->stop && !self->base.closing) {
+            return -1; /* records already collected in batches stay for the next call */
+        if (r < 0 && !self->r.stop && !self->r.base.closing) {
             pybpf_err(PYBPF_STATE(self), -r, "ring buffer consume", (PyObject *)self);
-            goto fail;
+            return -1;
         }
         if (pybpf_ring_flush(self) < 0)
-            goto fail;
-    } while (r == (int)want && !self->stop && !self->base.closing &&
+            return -1;
+    } while (r == (int)want && !self->r.stop && !self->r.base.closing &&
              (max <= 0 || total < max));
-    self->busy = 0;
     return total;
-fail:
-    self->busy = 0;
-    return -1;
 }
 
 static PyObject *
 RingBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
 {
     PyBPF_RingBuffer *self;
-    pybpf_state *st = pybpf_state_from_type(tp);
-    int ep, efd;
 
     if ((kw && PyDict_GET_SIZE(kw)) || PyTuple_GET_SIZE(args) != 0) {
         PyErr_Format(PyExc_TypeError, "%s() takes no arguments; add maps with add()",
                      tp->tp_name);
         return NULL;
     }
-    self = (PyBPF_RingBuffer *)tp->tp_alloc(tp, 0);
+    self = (PyBPF_RingBuffer *)pybpf_reader_alloc(tp, "ring buffer", RingBuffer_release);
     if (!self)
         return NULL;
-    pybpf_fd_init(&self->base, -1, 0, "ring buffer");
-    self->efd = -1;
-    self->record_type = pybpf_record_type(st->RingBuffer_Type);
-    if (!self->record_type) {
-        Py_DECREF(self);
-        return NULL;
-    }
     /* libbpf creates its epoll fd with the first ring (ring_buffer__new needs a map), so
      * ours holds only the wake eventfd until add() nests libbpf's in. */
-    ep = pybpf_events_epoll(st, -1, 0, &efd);
-    if (ep < 0) {
+    if (pybpf_reader_open(&self->r, -1, 0) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    pybpf_fd_init(&self->base, ep, 1, "ring buffer");
-    self->efd = efd;
-    self->base.release = RingBuffer_release;
     return (PyObject *)self;
 }
 
@@ -871,43 +1081,31 @@ RingBuffer_add(PyObject *op, PyObject *args)
                             Py_TYPE(cb)->tp_name);
     if (mode < PYBPF_EV_BYTES || mode > PYBPF_EV_VIEWBATCH)
         return PyErr_Format(PyExc_ValueError, "unknown delivery mode %d", mode);
-    if (pybpf_not_busy(self->busy, "ring buffer") < 0)
+    if (pybpf_not_busy(self->r.busy, "ring buffer") < 0)
         return NULL;
-    if (pybpf_enter(&self->base) < 0)
+    if (pybpf_enter(&self->r.base) < 0)
         return NULL;
     c = PyMem_Calloc(1, sizeof(*c));
     nctxs = c ? PyMem_Realloc(self->ctxs, sizeof(*nctxs) * (self->nctx + 1)) : NULL;
     if (!nctxs) {
         PyMem_Free(c);
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return PyErr_NoMemory();
     }
     self->ctxs = nctxs;
     c->owner = self;
-    c->mode = mode;
-    c->packed.item = item;
-    if (mode == PYBPF_EV_BATCH && !(c->batch = PyList_New(0))) {
-        PyMem_Free(c);
-        pybpf_leave(&self->base);
-        return NULL;
-    }
     c->lib_index = -1;
+    if (pybpf_sink_init(&c->sink, cb, mode, item) < 0)
+        goto fail;
     if (mode == PYBPF_EV_VIEWBATCH) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 1};
-        if (pybpf_own_map(st, c, map_fd, item) < 0) {
-            PyMem_Free(c);
-            pybpf_leave(&self->base);
-            return NULL;
-        }
-        if (epoll_ctl(self->base.fd, EPOLL_CTL_ADD, map_fd, &ev) < 0) {
+        if (pybpf_own_map(st, c, map_fd, item) < 0)
+            goto fail;
+        if (epoll_ctl(self->r.base.fd, EPOLL_CTL_ADD, map_fd, &ev) < 0) {
             err = errno;
             munmap(c->consumer_pos, c->page);
             munmap(c->producer_pos, c->page + 2 * (c->mask + 1));
-            PyMem_Free(c);
-            pybpf_leave(&self->base);
-            return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
-                                  err == EEXIST ? "this map fd is already in this RingBuffer"
-                                                : NULL);
+            goto fail;
         }
         goto added;
     }
@@ -919,7 +1117,7 @@ RingBuffer_add(PyObject *op, PyObject *args)
             err = errno;
         } else {
             struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
-            if (epoll_ctl(self->base.fd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(self->rb),
+            if (epoll_ctl(self->r.base.fd, EPOLL_CTL_ADD, ring_buffer__epoll_fd(self->rb),
                           &ev) < 0) {
                 err = errno;
                 ring_buffer__free(self->rb);
@@ -931,34 +1129,31 @@ RingBuffer_add(PyObject *op, PyObject *args)
         if (r < 0)
             err = -r;
     }
-    if (err) {
-        Py_XDECREF(c->batch);
-        PyMem_Free(c);
-        pybpf_leave(&self->base);
-        if (err == EINVAL)
-            return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
-                                  "the map must be a BPF_MAP_TYPE_RINGBUF map");
-        if (err == EEXIST)
-            return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
-                                  "this map fd is already in this RingBuffer");
-        return pybpf_err(st, err, "ring buffer add", NULL);
-    }
+    if (err)
+        goto fail;
     c->lib_index = self->nlib++;
 added:
-    c->callback = Py_NewRef(cb);
     self->ctxs[self->nctx++] = c;
-    pybpf_leave(&self->base);
+    pybpf_leave(&self->r.base);
     Py_RETURN_NONE;
+fail:
+    pybpf_sink_clear(&c->sink);
+    PyMem_Free(c);
+    pybpf_leave(&self->r.base);
+    if (!err)
+        return NULL;
+    return pybpf_err_with(st, NULL, err, "ring buffer add", NULL,
+                          err == EEXIST ? "this map fd is already in this RingBuffer"
+                          : err == EINVAL && mode != PYBPF_EV_VIEWBATCH
+                              ? "the map must be a BPF_MAP_TYPE_RINGBUF map"
+                              : NULL);
 }
 
 static PyObject *
 RingBuffer_poll(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
-    Py_ssize_t n = 0;
-    double deadline = 0;
     long max = 0;
-    int ms, w;
+    int ms;
 
     if (nargs == 2) { /* poll(timeout_ms, max): handle at most max records (0: all) */
         max = PyLong_AsLong(args[1]);
@@ -968,30 +1163,12 @@ RingBuffer_poll(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     if (pybpf_timeout_arg(args, nargs, &ms) < 0)
         return NULL;
-    if (pybpf_enter(&self->base) < 0)
-        return NULL;
-    /* Consume first: when data is waiting this costs no syscall at all. */
-    n = pybpf_ring_consume(self, max);
-    while (n == 0 && ms != 0 && !self->stop) {
-        w = pybpf_events_wait(&self->base, ms, &deadline);
-        if (w <= 0) {
-            n = w;
-            break;
-        }
-        /* Ready but nothing consumed (discarded records): wait again within the deadline. */
-        n = pybpf_ring_consume(self, max);
-    }
-    pybpf_leave(&self->base);
-    if (n < 0)
-        return NULL;
-    return PyLong_FromSsize_t(n);
+    return pybpf_reader_poll((PyBPF_Reader *)op, pybpf_ring_consume, ms, max);
 }
 
 static PyObject *
 RingBuffer_consume(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
-    Py_ssize_t n;
     long max = 0;
 
     if (nargs > 1)
@@ -1001,21 +1178,7 @@ RingBuffer_consume(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         if (max == -1 && PyErr_Occurred())
             return NULL;
     }
-    if (pybpf_enter(&self->base) < 0)
-        return NULL;
-    n = pybpf_ring_consume(self, max);
-    pybpf_leave(&self->base);
-    if (n < 0)
-        return NULL;
-    return PyLong_FromSsize_t(n);
-}
-
-static PyObject *
-RingBuffer_close(PyObject *op, PyObject *unused)
-{
-    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
-
-    return pybpf_events_close(&self->base, self->efd);
+    return pybpf_reader_poll((PyBPF_Reader *)op, pybpf_ring_consume, 0, max);
 }
 
 static PyObject *
@@ -1028,10 +1191,10 @@ RingBuffer_ring_info(PyObject *op, PyObject *arg)
 
     if (i == -1 && PyErr_Occurred())
         return NULL;
-    if (pybpf_enter(&self->base) < 0)
+    if (pybpf_enter(&self->r.base) < 0)
         return NULL;
     if (i < 0 || i >= self->nctx) {
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return PyErr_Format(PyExc_IndexError, "ring index %zd out of range", i);
     }
     if (self->ctxs[i]->lib_index < 0) {
@@ -1039,7 +1202,7 @@ RingBuffer_ring_info(PyObject *op, PyObject *arg)
         unsigned long cp = PYBPF_LOAD_ACQ(c->consumer_pos), pp = PYBPF_LOAD_ACQ(c->producer_pos);
         res = Py_BuildValue("{s:k,s:k,s:n,s:n}", "consumer_pos", cp, "producer_pos", pp,
                             "avail", (Py_ssize_t)(pp - cp), "size", (Py_ssize_t)(c->mask + 1));
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return res;
     }
     r = ring_buffer__ring(self->rb, (unsigned int)self->ctxs[i]->lib_index);
@@ -1047,7 +1210,7 @@ RingBuffer_ring_info(PyObject *op, PyObject *arg)
                         "producer_pos", ring__producer_pos(r), "avail",
                         (Py_ssize_t)ring__avail_data_size(r), "size",
                         (Py_ssize_t)ring__size(r));
-    pybpf_leave(&self->base);
+    pybpf_leave(&self->r.base);
     return res;
 }
 
@@ -1060,12 +1223,7 @@ RingBuffer_get_rings(PyObject *op, void *c)
 static PyObject *
 RingBuffer_repr(PyObject *op)
 {
-    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
-
-    if (self->base.fd < 0)
-        return PyUnicode_FromFormat("<%s closed>", Py_TYPE(op)->tp_name);
-    return PyUnicode_FromFormat("<%s rings=%zd fd=%d>", Py_TYPE(op)->tp_name, self->nctx,
-                                self->base.fd);
+    return pybpf_reader_repr(op, "rings", ((PyBPF_RingBuffer *)op)->nctx);
 }
 
 static int
@@ -1074,13 +1232,11 @@ RingBuffer_traverse(PyObject *op, visitproc visit, void *arg)
     PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
     Py_ssize_t i;
 
-    Py_VISIT(self->record_type);
-    Py_VISIT(self->rec);
     for (i = 0; i < self->nctx; i++) {
-        Py_VISIT(self->ctxs[i]->callback);
-        Py_VISIT(self->ctxs[i]->batch);
+        Py_VISIT(self->ctxs[i]->sink.callback);
+        Py_VISIT(self->ctxs[i]->sink.batch);
     }
-    return pybpf_fd_traverse(op, visit, arg);
+    return pybpf_reader_traverse(op, visit, arg);
 }
 
 static int
@@ -1089,33 +1245,18 @@ RingBuffer_clear(PyObject *op)
     PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
     Py_ssize_t i;
 
-    Py_CLEAR(self->rec);
+    Py_CLEAR(self->r.rec);
     /* Callbacks often reference the reader (bound methods): break the cycle but keep the
      * contexts valid; a None callback makes a later consume raise TypeError, not crash. */
     for (i = 0; i < self->nctx; i++)
-        Py_XSETREF(self->ctxs[i]->callback, Py_NewRef(Py_None));
+        Py_XSETREF(self->ctxs[i]->sink.callback, Py_NewRef(Py_None));
     return 0;
 }
 
 static void
 RingBuffer_dealloc(PyObject *op)
 {
-    PyBPF_RingBuffer *self = (PyBPF_RingBuffer *)op;
-
-    if (PyObject_CallFinalizerFromDealloc(op) < 0)
-        return;
-    PyObject_GC_UnTrack(op);
-    if (self->base.fd >= 0 || self->base.release)
-        pybpf_fd_release(&self->base);
-    Py_CLEAR(self->rec);
-    Py_CLEAR(self->record_type);
-    if (self->base.weakreflist)
-        PyObject_ClearWeakRefs(op);
-    {
-        PyTypeObject *tp = Py_TYPE(op);
-        tp->tp_free(op);
-        Py_DECREF(tp);
-    }
+    pybpf_reader_dealloc(op, NULL); /* the rings and their callbacks go with the release hook */
 }
 
 static PyMethodDef RingBuffer_methods[] = {
@@ -1131,7 +1272,7 @@ static PyMethodDef RingBuffer_methods[] = {
                "close() is called. Returns records handled.")},
     {"consume", (PyCFunction)(void (*)(void))RingBuffer_consume, METH_FASTCALL,
      PyDoc_STR("consume(max=0): handle available records without waiting (max 0: all).")},
-    {"close", RingBuffer_close, METH_NOARGS,
+    {"close", pybpf_reader_close, METH_NOARGS,
      PyDoc_STR("Free the rings (idempotent) and wake a poll() blocked in another thread.")},
     {"ring_info", RingBuffer_ring_info, METH_O,
      PyDoc_STR("ring_info(i): consumer/producer positions, available bytes and size of ring i.")},
@@ -1148,11 +1289,6 @@ static PyGetSetDef RingBuffer_getsets[] = {
     {NULL},
 };
 
-static PyMemberDef RingBuffer_members[] = {
-    PYBPF_FD_MEMBERS,
-    {NULL},
-};
-
 static PyType_Slot RingBuffer_slots[] = {
     {Py_tp_doc, (void *)PyDoc_STR("Reader of BPF ring buffer maps (libbpf ring_buffer).")},
     {Py_tp_new, RingBuffer_new},
@@ -1163,7 +1299,7 @@ static PyType_Slot RingBuffer_slots[] = {
     {Py_tp_repr, RingBuffer_repr},
     {Py_tp_methods, RingBuffer_methods},
     {Py_tp_getset, RingBuffer_getsets},
-    {Py_tp_members, RingBuffer_members},
+    {Py_tp_members, pybpf_reader_members},
     {0, NULL},
 };
 
@@ -1181,10 +1317,8 @@ static PyType_Spec RingBuffer_spec = {
  * the GIL): an edge-triggered EPOLLOUT on the map fd fires when the kernel drains. */
 
 typedef struct {
-    PyBPF_FdObject base;            /* fd: our epoll fd (owned) */
+    PyBPF_Reader r;                 /* base, efd and record_type only (samples are records) */
     struct user_ring_buffer *urb;
-    int efd;
-    PyObject *record_type;          /* strong */
     PyObject *outstanding;          /* list of reserved, unsubmitted samples (strong) */
 } PyBPF_UserRingBuffer;
 
@@ -1207,9 +1341,7 @@ UserRingBuffer_release(PyBPF_FdObject *o)
     if (self->urb && !pinned)
         user_ring_buffer__free(self->urb);
     self->urb = NULL;
-    if (self->efd >= 0)
-        close(self->efd);
-    self->efd = -1;
+    pybpf_reader_release_efd(&self->r);
 }
 
 static PyObject *
@@ -1218,18 +1350,16 @@ UserRingBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"map_fd", NULL};
     pybpf_state *st = pybpf_state_from_type(tp);
     PyBPF_UserRingBuffer *self;
-    int map_fd, ep, efd;
+    int map_fd;
 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "i:UserRingBuffer", kwlist, &map_fd))
         return NULL;
-    self = (PyBPF_UserRingBuffer *)tp->tp_alloc(tp, 0);
+    self = (PyBPF_UserRingBuffer *)pybpf_reader_alloc(tp, "user ring buffer",
+                                                      UserRingBuffer_release);
     if (!self)
         return NULL;
-    pybpf_fd_init(&self->base, -1, 0, "user ring buffer");
-    self->efd = -1;
-    self->record_type = pybpf_record_type(st->RingBuffer_Type);
     self->outstanding = PyList_New(0);
-    if (!self->record_type || !self->outstanding) {
+    if (!self->outstanding) {
         Py_DECREF(self);
         return NULL;
     }
@@ -1241,16 +1371,11 @@ UserRingBuffer_new(PyTypeObject *tp, PyObject *args, PyObject *kw)
                               err == EINVAL ? "the map must be a BPF_MAP_TYPE_USER_RINGBUF map"
                                             : NULL);
     }
-    ep = pybpf_events_epoll(st, map_fd, EPOLLOUT | EPOLLET, &efd);
-    if (ep < 0) {
-        user_ring_buffer__free(self->urb);
-        self->urb = NULL;
+    /* Edge-triggered EPOLLOUT on the map fd: fires when the BPF side has drained. */
+    if (pybpf_reader_open(&self->r, map_fd, EPOLLOUT | EPOLLET) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    pybpf_fd_init(&self->base, ep, 1, "user ring buffer");
-    self->efd = efd;
-    self->base.release = UserRingBuffer_release;
     return (PyObject *)self;
 }
 
@@ -1266,7 +1391,7 @@ pybpf_urb_reserve(PyBPF_UserRingBuffer *self, Py_ssize_t size, int ms)
 
     if (size <= 0 || size > UINT32_MAX)
         return PyErr_Format(PyExc_ValueError, "sample size must be > 0, got %zd", size);
-    if (pybpf_enter(&self->base) < 0)
+    if (pybpf_enter(&self->r.base) < 0)
         return NULL;
     for (;;) {
         p = user_ring_buffer__reserve(self->urb, (__u32)size);
@@ -1274,31 +1399,31 @@ pybpf_urb_reserve(PyBPF_UserRingBuffer *self, Py_ssize_t size, int ms)
             break;
         if (errno != ENOSPC || ms == 0) {
             int err = errno;
-            pybpf_leave(&self->base);
+            pybpf_leave(&self->r.base);
             return pybpf_err_with(PYBPF_STATE(op), NULL, err, "user ring buffer reserve", op,
                                   err == E2BIG ? "the sample is larger than the ring" : NULL);
         }
-        w = pybpf_events_wait(&self->base, ms, &deadline);
-        if (w < 0 || (w == 0 && (self->base.closing || ms >= 0))) {
-            pybpf_leave(&self->base);
+        w = pybpf_events_wait(&self->r.base, ms, &deadline);
+        if (w < 0 || (w == 0 && (self->r.base.closing || ms >= 0))) {
+            pybpf_leave(&self->r.base);
             if (w < 0)
                 return NULL;
-            if (self->base.closing || self->base.fd < 0)
+            if (self->r.base.closing || self->r.base.fd < 0)
                 return PyErr_Format(PyExc_ValueError, "user ring buffer closed while waiting");
             return pybpf_err_with(PYBPF_STATE(op), NULL, ENOSPC, "user ring buffer reserve",
                                   op, "timed out waiting for the BPF side to drain");
         }
     }
-    s = pybpf_record_new(self->record_type, 0, op);
+    s = pybpf_record_new(self->r.record_type, 0, op);
     if (!s || PyList_Append(self->outstanding, (PyObject *)s) < 0) {
         user_ring_buffer__discard(self->urb, p);
         Py_XDECREF(s);
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return NULL;
     }
     s->ptr = p;
     s->len = size;
-    pybpf_leave(&self->base);
+    pybpf_leave(&self->r.base);
     return (PyObject *)s;
 }
 
@@ -1321,16 +1446,16 @@ pybpf_urb_commit(PyObject *op, PyObject *arg, int submit)
     PyBPF_Record *s = (PyBPF_Record *)arg;
     Py_ssize_t i, n;
 
-    if (Py_TYPE(arg) != (PyTypeObject *)self->record_type || s->owner != op)
+    if (Py_TYPE(arg) != (PyTypeObject *)self->r.record_type || s->owner != op)
         return PyErr_Format(PyExc_TypeError, "expected a sample reserved from this buffer");
-    if (pybpf_enter(&self->base) < 0)
+    if (pybpf_enter(&self->r.base) < 0)
         return NULL;
     if (!s->ptr) {
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return PyErr_Format(PyExc_ValueError, "sample already submitted or discarded");
     }
     if (s->exports > 0) {
-        pybpf_leave(&self->base);
+        pybpf_leave(&self->r.base);
         return PyErr_Format(PyExc_BufferError,
                             "release memoryviews of the sample before %s",
                             submit ? "submit" : "discard");
@@ -1346,7 +1471,7 @@ pybpf_urb_commit(PyObject *op, PyObject *arg, int submit)
             PySequence_DelItem(self->outstanding, i);
             break;
         }
-    pybpf_leave(&self->base);
+    pybpf_leave(&self->r.base);
     Py_RETURN_NONE;
 }
 
@@ -1386,51 +1511,31 @@ UserRingBuffer_write(PyObject *op, PyObject *args)
     return r;
 }
 
-static PyObject *
-UserRingBuffer_close(PyObject *op, PyObject *unused)
-{
-    PyBPF_UserRingBuffer *self = (PyBPF_UserRingBuffer *)op;
-
-    return pybpf_events_close(&self->base, self->efd);
-}
-
 static int
 UserRingBuffer_traverse(PyObject *op, visitproc visit, void *arg)
 {
     PyBPF_UserRingBuffer *self = (PyBPF_UserRingBuffer *)op;
 
-    Py_VISIT(self->record_type);
     Py_VISIT(self->outstanding);
-    return pybpf_fd_traverse(op, visit, arg);
+    return pybpf_reader_traverse(op, visit, arg);
+}
+
+static void
+UserRingBuffer_free_own(PyObject *op)
+{
+    Py_CLEAR(((PyBPF_UserRingBuffer *)op)->outstanding);
 }
 
 static void
 UserRingBuffer_dealloc(PyObject *op)
 {
-    PyBPF_UserRingBuffer *self = (PyBPF_UserRingBuffer *)op;
-    PyTypeObject *tp = Py_TYPE(op);
-
-    if (PyObject_CallFinalizerFromDealloc(op) < 0)
-        return;
-    PyObject_GC_UnTrack(op);
-    if (self->base.fd >= 0 || self->base.release)
-        pybpf_fd_release(&self->base);
-    Py_CLEAR(self->outstanding);
-    Py_CLEAR(self->record_type);
-    if (self->base.weakreflist)
-        PyObject_ClearWeakRefs(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
+    pybpf_reader_dealloc(op, UserRingBuffer_free_own);
 }
 
 static PyObject *
 UserRingBuffer_repr(PyObject *op)
 {
-    PyBPF_UserRingBuffer *self = (PyBPF_UserRingBuffer *)op;
-
-    if (self->base.fd < 0)
-        return PyUnicode_FromFormat("<%s closed>", Py_TYPE(op)->tp_name);
-    return PyUnicode_FromFormat("<%s fd=%d>", Py_TYPE(op)->tp_name, self->base.fd);
+    return pybpf_reader_repr(op, NULL, 0);
 }
 
 static PyMethodDef UserRingBuffer_methods[] = {
@@ -1441,22 +1546,12 @@ static PyMethodDef UserRingBuffer_methods[] = {
     {"discard", UserRingBuffer_discard, METH_O, PyDoc_STR("Drop a reserved sample.")},
     {"write", UserRingBuffer_write, METH_VARARGS,
      PyDoc_STR("write(data, timeout_ms=0): reserve, copy and submit in one call.")},
-    {"close", UserRingBuffer_close, METH_NOARGS,
+    {"close", pybpf_reader_close, METH_NOARGS,
      PyDoc_STR("Unmap the ring (idempotent); wakes a reserve() waiting in another thread.")},
     {"fileno", pybpf_fd_fileno, METH_NOARGS,
      PyDoc_STR("Return the epoll fd, readable after the BPF side drained (space freed).")},
     {"__enter__", pybpf_fd_enter_ctx, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))pybpf_fd_exit_ctx, METH_FASTCALL, NULL},
-    {NULL},
-};
-
-static PyGetSetDef UserRingBuffer_getsets[] = {
-    PYBPF_FD_GETSETS,
-    {NULL},
-};
-
-static PyMemberDef UserRingBuffer_members[] = {
-    PYBPF_FD_MEMBERS,
     {NULL},
 };
 
@@ -1468,8 +1563,8 @@ static PyType_Slot UserRingBuffer_slots[] = {
     {Py_tp_traverse, UserRingBuffer_traverse},
     {Py_tp_repr, UserRingBuffer_repr},
     {Py_tp_methods, UserRingBuffer_methods},
-    {Py_tp_getset, UserRingBuffer_getsets},
-    {Py_tp_members, UserRingBuffer_members},
+    {Py_tp_getset, pybpf_reader_getsets},
+    {Py_tp_members, pybpf_reader_members},
     {0, NULL},
 };
 
@@ -1490,14 +1585,9 @@ pybpf_ringbuf_init(PyObject *m, pybpf_state *st)
         Py_XDECREF(t);
         return -1;
     }
-    st->RingBuffer_Type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &RingBuffer_spec, NULL);
-    if (!st->RingBuffer_Type || PyModule_AddObjectRef(m, "RingBuffer",
-                                                      (PyObject *)st->RingBuffer_Type) < 0)
-        return -1;
-    st->UserRingBuffer_Type =
-        (PyTypeObject *)PyType_FromModuleAndSpec(m, &UserRingBuffer_spec, NULL);
-    if (!st->UserRingBuffer_Type ||
-        PyModule_AddObjectRef(m, "UserRingBuffer", (PyObject *)st->UserRingBuffer_Type) < 0)
+    if (pybpf_reader_add_type(m, &RingBuffer_spec, "RingBuffer", &st->RingBuffer_Type) < 0 ||
+        pybpf_reader_add_type(m, &UserRingBuffer_spec, "UserRingBuffer",
+                              &st->UserRingBuffer_Type) < 0)
         return -1;
     return 0;
 }

@@ -3,7 +3,9 @@
 Producers are XDP programs run with BPF_PROG_TEST_RUN (repeat=N gives N events with no
 attachment) and tracepoint programs triggered by a syscall loop.  Every record carries a
 sequence number from an atomic counter, and every producer counts what it failed to emit, so
-the tests check exactly-once delivery and received + dropped == produced.
+the tests check exactly-once delivery and received + dropped == produced.  The producers are
+built with the library itself (bpf.Map.create, bpf.asm, bpf.Program.load, test_run,
+attach_tracepoint): see events_producers.py.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ import time
 import pytest
 
 import bpf
-from test_events_helpers import (ARRAY, PERF_EVENT_ARRAY, PROG_TRACEPOINT, PROG_XDP, RINGBUF,
-                                 USER_RINGBUF, attach_tracepoint, counters, map_create,
-                                 perf_producer, prog_load, ringbuf_producer, run,
-                                 user_ringbuf_echo)
+from events_producers import (UserRingEcho, counter_map, counters, load_tracepoint, load_xdp,
+                              perf_map, perf_producer, ring_map, ringbuf_producer, run)
 
 
 class Producer:
@@ -32,13 +32,10 @@ class Producer:
 
     def __init__(self, kind: str = "ring", size: int = 16, ring_bytes: int = 1 << 20,
                  pages: int | None = None) -> None:
-        if kind == "ring":
-            self.map = map_create(RINGBUF, 0, 0, ring_bytes)
-        else:
-            self.map = map_create(PERF_EVENT_ARRAY, 4, 4, bpf.possible_cpus())
-        self.counter = map_create(ARRAY, 4, 16, 1)
+        self.map = ring_map(ring_bytes) if kind == "ring" else perf_map()
+        self.counter = counter_map()
         gen = ringbuf_producer if kind == "ring" else perf_producer
-        self.prog = prog_load(PROG_XDP, gen(self.map, self.counter, size))
+        self.prog = load_xdp(gen(self.map, self.counter, size))
 
     def run(self, n: int) -> None:
         assert run(self.prog, repeat=n) == 2  # XDP_PASS
@@ -296,15 +293,15 @@ def test_ringbuf_zero_copy_numpy_batches(ring):
 @pytest.mark.parametrize("mode", ["callback", "zero-copy batch"])
 def test_ringbuf_discarded_records_are_skipped(mode):
     np = pytest.importorskip("numpy")
-    ring_map = map_create(RINGBUF, 0, 0, 1 << 16)
-    counter = map_create(ARRAY, 4, 16, 1)
-    prog = prog_load(PROG_XDP, ringbuf_producer(ring_map, counter, 16, discard_odd=True))
+    ring = ring_map(1 << 16)
+    counter = counter_map()
+    prog = load_xdp(ringbuf_producer(ring, counter, 16, discard_odd=True))
     try:
         got: list[int] = []
         if mode == "callback":
-            rb = bpf.RingBuffer(ring_map, lambda r: got.append(seq(r)))
+            rb = bpf.RingBuffer(ring, lambda r: got.append(seq(r)))
         else:
-            rb = bpf.RingBuffer(ring_map, lambda a: got.extend(a["f0"].tolist()), batch=True,
+            rb = bpf.RingBuffer(ring, lambda a: got.extend(a["f0"].tolist()), batch=True,
                                 zero_copy=True, codec=np.dtype("<u8,<u8"))
         with rb:
             assert run(prog, repeat=101) == 2
@@ -315,7 +312,7 @@ def test_ringbuf_discarded_records_are_skipped(mode):
             assert rb.ring_info(0)["avail"] == 0
         assert got == list(range(0, 101, 2))
     finally:
-        for f in (prog, counter, ring_map):
+        for f in (prog, counter, ring):
             f.close()
 
 
@@ -514,7 +511,7 @@ def test_ringbuf_unclosed_warns(ring):
 
 
 def test_ringbuf_wrong_map_type_raises():
-    with map_create(ARRAY, 4, 8, 1) as m:
+    with bpf.Map.create(bpf.MapType.ARRAY, 4, 8, 1) as m:
         with pytest.raises(bpf.BPFError) as ei:
             bpf.RingBuffer(m, lambda r: None)
         assert ei.value.errno == 22 and "RINGBUF" in str(ei.value)
@@ -616,15 +613,14 @@ def test_poll_async_returns_when_closed(ring):
 
 
 def test_tracepoint_producers_every_number_once_in_order_per_producer(tracefs):
-    ring_map = map_create(RINGBUF, 0, 0, 1 << 20)
-    counter = map_create(ARRAY, 4, 16, 1)
-    prog = prog_load(PROG_TRACEPOINT,
-                     ringbuf_producer(ring_map, counter, 16, pid=os.getpid(), ret=0))
-    link = attach_tracepoint(prog, tracefs, "syscalls", "sys_enter_getppid")
+    ring = ring_map(1 << 20)
+    counter = counter_map()
+    prog = load_tracepoint(ringbuf_producer(ring, counter, 16, pid=os.getpid(), ret=0))
+    link = prog.attach_tracepoint("syscalls", "sys_enter_getppid")
     try:
         records: list[tuple[int, int]] = []
         n_threads, per_thread = 3, 2000
-        with bpf.RingBuffer(ring_map, lambda r: records.append(struct.unpack("<QQ", r))) as rb:
+        with bpf.RingBuffer(ring, lambda r: records.append(struct.unpack("<QQ", r))) as rb:
             def work():
                 for _ in range(per_thread):
                     os.getppid()
@@ -650,20 +646,19 @@ def test_tracepoint_producers_every_number_once_in_order_per_producer(tracefs):
         for s in by_tid.values():
             assert s == sorted(s)  # in order per producer
     finally:
-        for f in (link, prog, counter, ring_map):
+        for f in (link, prog, counter, ring):
             f.close()
 
 
 def test_tracepoint_perf_producer_with_lost_callback(tracefs):
-    perf_map = map_create(PERF_EVENT_ARRAY, 4, 4, bpf.possible_cpus())
-    counter = map_create(ARRAY, 4, 16, 1)
-    prog = prog_load(PROG_TRACEPOINT,
-                     perf_producer(perf_map, counter, 16, pid=os.getpid(), ret=0))
-    link = attach_tracepoint(prog, tracefs, "syscalls", "sys_enter_getppid")
+    perf = perf_map()
+    counter = counter_map()
+    prog = load_tracepoint(perf_producer(perf, counter, 16, pid=os.getpid(), ret=0))
+    link = prog.attach_tracepoint("syscalls", "sys_enter_getppid")
     try:
         got: list[int] = []
         lost: list[tuple[int, int]] = []
-        with bpf.PerfBuffer(perf_map, lambda cpu, r: got.append(seq(r)),
+        with bpf.PerfBuffer(perf, lambda cpu, r: got.append(seq(r)),
                             lost_callback=lambda cpu, n: lost.append((cpu, n)), pages=1) as pb:
             for _ in range(3000):  # reader stalled: the 4 KiB per-CPU buffers overflow
                 os.getppid()
@@ -680,7 +675,7 @@ def test_tracepoint_perf_producer_with_lost_callback(tracefs):
             assert sorted(got) == [s for s in range(produced) if s in set(got)]
             assert len(set(got)) == len(got)
     finally:
-        for f in (link, prog, counter, perf_map):
+        for f in (link, prog, counter, perf):
             f.close()
 
 
@@ -780,33 +775,16 @@ def test_perfbuf_close_wakes_poll_and_validation(perf):
         pb.consume()
     with pytest.raises(ValueError, match="power of two"):
         bpf.PerfBuffer(perf.map, lambda c, r: None, pages=3)
-    with map_create(RINGBUF, 0, 0, 4096) as m, pytest.raises(bpf.BPFError):
+    with ring_map(4096) as m, pytest.raises(bpf.BPFError):
         bpf.PerfBuffer(m, lambda c, r: None)
 
 
 # ---- user ring buffer -------------------------------------------------------------------------
 
 
-class Echo:
-    """user ring buffer -> BPF program (drain, +1) -> ring buffer."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self.urb_map = map_create(USER_RINGBUF, 0, 0, size)
-        self.out = map_create(RINGBUF, 0, 0, 1 << 16)
-        self.counter = map_create(ARRAY, 4, 16, 1)
-        self.prog = prog_load(PROG_XDP, user_ringbuf_echo(self.urb_map, self.out, self.counter))
-
-    def drain(self) -> None:
-        run(self.prog)
-
-    def close(self) -> None:
-        for f in (self.prog, self.counter, self.out, self.urb_map):
-            f.close()
-
-
 @pytest.fixture
 def echo():
-    e = Echo()
+    e = UserRingEcho()
     yield e
     e.close()
 
@@ -914,7 +892,7 @@ def test_readers_leak_no_fds(ring, perf, echo):
     def nfds():
         return len(os.listdir("/proc/self/fd"))
 
-    other = map_create(RINGBUF, 0, 0, 4096)
+    other = ring_map(4096)
     before = nfds()
     for _ in range(30):
         bpf.RingBuffer([ring.map, other], lambda r: None).close()
@@ -942,5 +920,5 @@ def test_readers_take_bpf_map_objects(ring):
 
 
 def test_user_ringbuf_wrong_map_type():
-    with map_create(RINGBUF, 0, 0, 4096) as m, pytest.raises(bpf.BPFError):
+    with ring_map(4096) as m, pytest.raises(bpf.BPFError):
         bpf.UserRingBuffer(m)
