@@ -15,7 +15,7 @@
 #include "program.c"
 #include "object.c"
 #include "link.c"
-#include "btf.c"
+#include "pybtf.c"  /* named apart from libbpf's own btf.c */
 #include "ringbuf.c"
 #include "perfbuf.c"
 #include "probes.c"

@@ -353,7 +353,7 @@ def test_storage_maps_with_btf(udp_socket):
 
 
 def test_storage_map_with_btf_object(udp_socket):
-    # bpf.BTF (src/btf.c) is not built on the fd base: it is passed by its fd.
+    # bpf.BTF (src/pybtf.c) is not built on the fd base: it is passed by its fd.
     btf, kid, vid = bpf.BTF.for_map(4, 16)
     try:
         m = bpf.Map.create(MapType.SK_STORAGE, 4, 16, 0, btf=btf, btf_key_type_id=kid,
