@@ -268,7 +268,10 @@ BTF_add(PyObject *self, PyObject *args)
     /* add(kind_name, ...): the few builders needed to describe map keys and values.
      *   ("int", name, size, encoding) ("struct", name, size) ("union", name, size)
      *   ("field", name, type_id, bit_offset, bitfield_size) ("array", elem, index, n)
-     *   ("ptr", type) ("typedef", name, type) ("float", name, size) */
+     *   ("ptr", type) ("typedef", name, type) ("float", name, size)
+     * and what BTF func_info for Program.load needs:
+     *   ("func_proto", ret_type) ("func_param", name, type) ("func", name, proto, linkage)
+     * func_param appends to the func_proto added last, as field does to the last struct. */
     struct btf *b = pybpf_btf_get((PyBPF_BTF *)self);
     const char *what, *name = NULL;
     int a = 0, c = 0, d = 0, r;
@@ -309,6 +312,19 @@ BTF_add(PyObject *self, PyObject *args)
         if (!PyArg_ParseTuple(args, "ssi", &what, &name, &a))
             return NULL;
         r = btf__add_float(b, name, (size_t)a);
+    } else if (!strcmp(what, "func_proto")) {
+        if (!PyArg_ParseTuple(args, "si", &what, &a))
+            return NULL;
+        r = btf__add_func_proto(b, a);
+    } else if (!strcmp(what, "func_param")) {
+        if (!PyArg_ParseTuple(args, "ssi", &what, &name, &a))
+            return NULL;
+        r = btf__add_func_param(b, name, a);
+    } else if (!strcmp(what, "func")) {
+        /* linkage: 0 static, 1 global, 2 extern (enum btf_func_linkage) */
+        if (!PyArg_ParseTuple(args, "ssi|i", &what, &name, &a, &c))
+            return NULL;
+        r = btf__add_func(b, name, (enum btf_func_linkage)c, a);
     } else {
         return PyErr_Format(PyExc_ValueError, "unknown BTF kind to add: %s", what);
     }
