@@ -149,7 +149,8 @@ class Program(_FdObject):
               attach_prog_fd: int = 0, attach_btf_obj_fd: int = 0, prog_flags: int = 0,
               prog_ifindex: int = 0, kern_version: int = 0, log_level: int = 0,
               log_buf: bytearray | None = None, fd_array: _Buffer | None = None,
-              prog_btf_fd: int = 0) -> _Self: ...
+              prog_btf_fd: int = 0, func_info: _Buffer | None = None,
+              line_info: _Buffer | None = None) -> _Self: ...
     @classmethod
     def from_fd(cls, fd: int, transfer: bool = False) -> _Self: ...
     @classmethod

@@ -63,6 +63,8 @@ __all__ = [
     "ld_func",
     # text snippets
     "count_text",
+    # BTF func_info for programs with subprograms
+    "subprograms", "func_info",
 ]
 
 # ---- encoding constants (uapi linux/bpf_common.h, linux/bpf.h) ---------------------------------
@@ -698,6 +700,99 @@ def assemble_insns(items: Iterable[Any]) -> bytes:
     the bytes :meth:`bpf.Program.load` takes.  Raises AsmError for undefined or duplicate
     labels and out-of-range offsets."""
     return b"".join(i.encode() for i in _resolve(items))
+
+
+# ---- BTF func_info for BPF-to-BPF functions ---------------------------------------------------
+
+def _code_and_labels(code: Any) -> tuple[bytes, dict[int, str]]:
+    """Instruction bytes of *code* (bytes-like, assembler text or a builder list) and, for a
+    builder list, the label names by instruction offset (the first label wins)."""
+    if isinstance(code, str):
+        return assemble(code), {}
+    try:
+        return bytes(memoryview(code).cast("B")), {}
+    except TypeError:
+        pass
+    items = list(_flatten([code] if isinstance(code, Insn) else code))
+    names: dict[int, str] = {}
+    pc = 0
+    for it in items:
+        if isinstance(it, Label):
+            names.setdefault(pc, it.name)
+        else:
+            pc += it.slots
+    return assemble_insns(items), names
+
+
+def subprograms(code: Any) -> list[int]:
+    """Start offsets (in 8-byte instruction slots) of the functions in *code*: 0 for the main
+    program, then every target of a BPF-to-BPF call (:func:`call_local`) or of a function
+    pointer load (:func:`ld_func`, callbacks), sorted.  The kernel splits a program into
+    subprograms at exactly these offsets, and wants one func_info record for each."""
+    data, _ = _code_and_labels(code)
+    n = len(data) // 8
+    starts = {0}
+    pc = 0
+    for i in decode(data):
+        if (i.code == JMP | _JMP_OPS["call"] and i.src == PSEUDO_CALL) or \
+                (i.code == LD | IMM | DW and i.src == PSEUDO_FUNC and i.wide):
+            t = pc + 1 + i.imm
+            if not 0 <= t < n:
+                raise AsmError(f"insn {pc}: function target {t} outside the program "
+                               f"(0..{n - 1})")
+            starts.add(t)
+        pc += i.slots
+    return sorted(starts)
+
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def func_info(code: Any, main: str = "main",
+              names: Optional[dict[int, str]] = None) -> tuple[Any, list[tuple[int, int]]]:
+    """Build the BTF and func_info that let the kernel load *code* with subprograms.
+
+    The kernel accepts BPF-to-BPF calls and callbacks (``bpf_loop``,
+    ``bpf_user_ringbuf_drain``, ``bpf_for_each_map_elem``, timers) only with BTF func_info:
+    one ``FUNC`` type per function, at the offsets :func:`subprograms` finds.  This gives
+    every function the same generic prototype, ``long f(unsigned long, ...)`` with five
+    parameters; the main program is ``global``, the others ``static``, so the verifier checks
+    each call with the registers the caller passes (callbacks with the helper's own rules)
+    rather than with the prototype.  Global subprograms, which the verifier checks
+    separately against their prototype, need a hand-built BTF instead.
+
+    Function names come from *names* (offset -> name), else from the first label at each
+    offset when *code* is a builder list, else ``sub_<offset>``; the main program is *main*.
+    Names that are not C identifiers are replaced the same way.
+
+    Returns ``(btf, records)``: a new :class:`bpf.BTF` (not loaded; the caller closes it) and
+    the ``(insn_offset, func_type_id)`` pairs, ready for
+    ``bpf.Program.load(..., btf=btf, func_info=records)``.  ``func_info="auto"`` in
+    :meth:`bpf.Program.load` does all this itself.
+    """
+    from .btf import BTF
+
+    data, labels = _code_and_labels(code)
+    if names is not None:
+        labels = {**labels, **names}
+    starts = subprograms(data)
+    btf = BTF.new()
+    try:
+        ulong = btf.add("int", "unsigned long", 8, 0)
+        long_ = btf.add("int", "long", 8, 1)  # encoding 1: signed
+        proto = btf.add("func_proto", long_)
+        for k in range(1, 6):
+            btf.add("func_param", f"a{k}", ulong)
+        records = []
+        for off in starts:
+            name = main if off == 0 else labels.get(off, "")
+            if not isinstance(name, str) or not _IDENT.fullmatch(name):
+                name = "main" if off == 0 else f"sub_{off}"
+            records.append((off, btf.add("func", name, proto, 1 if off == 0 else 0)))
+    except BaseException:
+        btf.close()
+        raise
+    return btf, records
 
 
 def decode(code: Any) -> list[Insn]:

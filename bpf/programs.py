@@ -209,6 +209,54 @@ def _insns_bytes(insns: Any) -> Any:
                     f"instructions, not {type(insns).__name__}")
 
 
+def _pack_records(records: Any, what: str, fields: tuple[str, ...], n_insns: int,
+                  first_zero: bool) -> bytes:
+    """Pack (insn_offset, ...) tuples of u32 as struct bpf_func_info / bpf_line_info
+    records, checking what the kernel would only answer with EINVAL."""
+    import struct
+
+    if isinstance(records, (str, bytes, bytearray, memoryview)) or \
+            not isinstance(records, Iterable):
+        raise TypeError(f"{what} must be a sequence of {len(fields)}-tuples "
+                        f"({', '.join(fields)}), not {type(records).__name__}")
+    out = bytearray()
+    prev = -1
+    for k, rec in enumerate(records):
+        if isinstance(rec, (str, bytes)) or not isinstance(rec, Iterable):
+            raise TypeError(f"{what}[{k}] must be a tuple ({', '.join(fields)}), not "
+                            f"{type(rec).__name__}")
+        rec = tuple(rec)
+        if len(rec) != len(fields):
+            raise ValueError(f"{what}[{k}] must have {len(fields)} items "
+                             f"({', '.join(fields)}), got {len(rec)}")
+        for f, v in zip(fields, rec):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise TypeError(f"{what}[{k}] {f} must be an int, not {type(v).__name__}")
+            if not 0 <= v <= 0xFFFFFFFF:
+                raise ValueError(f"{what}[{k}] {f} must be in 0..2**32-1, got {v}")
+        off = rec[0]
+        if off >= n_insns:
+            raise ValueError(f"{what}[{k}] insn_offset {off} is outside the program "
+                             f"(0..{n_insns - 1})")
+        if off <= prev if first_zero else off < prev:
+            raise ValueError(f"{what} insn_offsets must be increasing: {what}[{k}] is {off} "
+                             f"after {prev}")
+        if first_zero and k == 0 and off != 0:
+            raise ValueError(f"{what}[0] must describe the main program (insn_offset 0), "
+                             f"got {off}")
+        if first_zero and rec[1] == 0:
+            raise ValueError(f"{what}[{k}] type id must be a BTF FUNC id (> 0), got 0")
+        prev = off
+        out += struct.pack(f"<{len(fields)}I", *rec)
+    if not out:
+        raise ValueError(f"{what} must not be empty")
+    return bytes(out)
+
+
+_FUNC_FIELDS = ("insn_offset", "type_id")
+_LINE_FIELDS = ("insn_offset", "file_name_off", "line_off", "line_col")
+
+
 def _fd_of(obj: Any, what: str) -> int:
     if obj is None:
         return 0
@@ -242,7 +290,8 @@ class Program(_bpf.Program, _AttachMixin):
              attach_btf_id: int = 0, attach_prog: Any = None, attach_btf_obj: Any = None,
              prog_flags: int = 0, ifindex: int = 0, kern_version: int = 0,
              log_level: int = 0, log_size: Optional[int] = None,
-             fd_array: Any = None) -> "Program":
+             fd_array: Any = None, btf: Any = None, func_info: Any = None,
+             line_info: Any = None) -> "Program":
         """Load raw instructions as a program of *prog_type* and return it.
 
         *insns* is bytes-like (a multiple of 8 bytes, ``struct bpf_insn``), assembler text
@@ -257,6 +306,17 @@ class Program(_bpf.Program, _AttachMixin):
         ``log_level=1`` to collect the log, whose buffer grows while the kernel answers
         ENOSPC.  With *log_level* > 0 the log is collected from the start and, on success,
         kept in :attr:`verifier_log`.
+
+        Programs with BPF-to-BPF calls or callbacks (``bpf_loop``, ``bpf_user_ringbuf_drain``,
+        ...) need BTF func_info: *btf* is a :class:`bpf.BTF` (loaded into the kernel here if
+        it is not yet; it stays owned by the caller) or a BTF fd, and *func_info* a sequence
+        of ``(insn_offset, func_type_id)`` pairs, one per function, the main program's at
+        offset 0 (see :func:`bpf.asm.func_info`).  ``func_info="auto"`` builds both with
+        :func:`bpf.asm.func_info` and frees them after the load.  *line_info* is an
+        optional sequence of ``(insn_offset, file_name_off, line_off, line_col)``
+        (``struct bpf_line_info``; the offsets are into *btf*'s strings, ``line_col`` is
+        ``line << 10 | column``), which needs *func_info*.  Pre-packed records (bytes-like)
+        are passed through unchecked.
 
         Raises :class:`bpf.VerifierError` (with ``.log``) when the verifier rejects the
         program, ``BPFPermissionError`` without CAP_BPF, ``BPFError`` for other failures,
@@ -284,13 +344,72 @@ class Program(_bpf.Program, _AttachMixin):
             raise ValueError(f"log_level must be a small non-negative int, got {log_level}")
         if log_size is not None and not 128 <= log_size <= _LOG_MAX:
             raise ValueError(f"log_size must be in 128..{_LOG_MAX}, got {log_size}")
+        own_btf = None
+        if isinstance(func_info, str):
+            if func_info != "auto":
+                raise ValueError(f"func_info must be 'auto' or a sequence of "
+                                 f"(insn_offset, type_id) pairs, not {func_info!r}")
+            if btf is not None:
+                raise ValueError("func_info='auto' builds its own BTF: pass no btf")
+            from .asm import func_info as _auto_func_info
+
+            # A builder list gives the functions their label names; anything else (text,
+            # bytes, a consumed iterator) is read back from the assembled bytes.
+            own_btf, func_info = _auto_func_info(
+                insns if isinstance(insns, (list, tuple)) else data, main=name or "main")
+            btf = own_btf
+        try:
+            return cls._load_with_btf(prog_type, data, license, name, btf, func_info,
+                                      line_info, expected_attach_type=expected_attach_type,
+                                      attach_btf_id=attach_btf_id, attach_prog=attach_prog,
+                                      attach_btf_obj=attach_btf_obj, prog_flags=prog_flags,
+                                      ifindex=ifindex, kern_version=kern_version,
+                                      log_level=log_level, log_size=log_size,
+                                      fd_array=fd_array)
+        finally:
+            if own_btf is not None:
+                own_btf.close()  # the loaded program holds its own reference to the BTF
+
+    @classmethod
+    def _load_with_btf(cls, prog_type: int, data: Any, license: str, name: Optional[str],
+                       btf: Any, func_info: Any, line_info: Any, *,
+                       expected_attach_type: Union[AttachType, int], attach_btf_id: int,
+                       attach_prog: Any, attach_btf_obj: Any, prog_flags: int, ifindex: int,
+                       kern_version: int, log_level: int, log_size: Optional[int],
+                       fd_array: Any) -> "Program":
+        n_insns = len(memoryview(data).cast("B")) // 8
+        fi = li = None
+        if func_info is not None:
+            try:
+                fi = bytes(memoryview(func_info))
+            except TypeError:
+                fi = _pack_records(func_info, "func_info", _FUNC_FIELDS, n_insns, True)
+        if line_info is not None:
+            if func_info is None:
+                raise ValueError("line_info needs func_info (and btf)")
+            try:
+                li = bytes(memoryview(line_info))
+            except TypeError:
+                li = _pack_records(line_info, "line_info", _LINE_FIELDS, n_insns, False)
+        if btf is None:
+            if fi is not None:
+                raise ValueError("func_info needs btf (a bpf.BTF or a BTF fd)")
+            btf_fd = 0
+        elif isinstance(btf, _bpf.BTF):
+            btf_fd = btf.fd if btf.fd >= 0 else btf.load()
+        else:
+            if isinstance(btf, bool):
+                raise TypeError("btf must be a bpf.BTF, an int fd or an object with fileno()")
+            btf_fd = _fd_of(btf, "btf")
+            if btf_fd <= 0:
+                raise ValueError(f"btf fd must be > 0, got {btf_fd}")
         kw: dict[str, Any] = dict(
             name=name, expected_attach_type=int(expected_attach_type),
             attach_btf_id=attach_btf_id,
             attach_prog_fd=_fd_of(attach_prog, "attach_prog"),
             attach_btf_obj_fd=_fd_of(attach_btf_obj, "attach_btf_obj"),
             prog_flags=prog_flags, prog_ifindex=ifindex, kern_version=kern_version,
-            fd_array=fd_array)
+            fd_array=fd_array, prog_btf_fd=btf_fd, func_info=fi, line_info=li)
         what = f"program {name!r}" if name else "the program"
         pt = _enum(ProgType, prog_type)
         what += f" ({pt.name if isinstance(pt, ProgType) else pt})"

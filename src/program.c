@@ -159,20 +159,22 @@ Program_load(PyObject *cls, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"prog_type", "insns", "license", "name", "expected_attach_type",
                              "attach_btf_id", "attach_prog_fd", "attach_btf_obj_fd",
                              "prog_flags", "prog_ifindex", "kern_version", "log_level",
-                             "log_buf", "fd_array", "prog_btf_fd", NULL};
+                             "log_buf", "fd_array", "prog_btf_fd", "func_info", "line_info",
+                             NULL};
     pybpf_state *st = pybpf_state_from_type((PyTypeObject *)cls);
     unsigned int prog_type, eat = 0, btf_id = 0, aprog = 0, abtf = 0, pflags = 0, ifidx = 0;
     unsigned int kver = 0, log_level = 0, prog_btf_fd = 0;
     const char *license = "GPL", *name = NULL;
     PyObject *insns_obj, *log_obj = Py_None, *fda_obj = Py_None, *res, *exc, *v;
-    Py_buffer insns, logb = {0}, fda = {0};
+    PyObject *fi_obj = Py_None, *li_obj = Py_None;
+    Py_buffer insns, logb = {0}, fda = {0}, fib = {0}, lib = {0};
     LIBBPF_OPTS(bpf_prog_load_opts, opts);
     int fd, err;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "IO|s$zIIIIIIIIOOI:_load", kwlist, &prog_type,
-                                     &insns_obj, &license, &name, &eat, &btf_id, &aprog, &abtf,
-                                     &pflags, &ifidx, &kver, &log_level, &log_obj, &fda_obj,
-                                     &prog_btf_fd))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "IO|s$zIIIIIIIIOOIOO:_load", kwlist,
+                                     &prog_type, &insns_obj, &license, &name, &eat, &btf_id,
+                                     &aprog, &abtf, &pflags, &ifidx, &kver, &log_level, &log_obj,
+                                     &fda_obj, &prog_btf_fd, &fi_obj, &li_obj))
         return NULL;
     if (pybpf_get_buffer(insns_obj, &insns, -1, "insns", 0) < 0)
         return NULL;
@@ -205,6 +207,35 @@ Program_load(PyObject *cls, PyObject *args, PyObject *kw)
         }
         opts.fd_array = fda.buf;
     }
+    /* BTF func_info / line_info: packed struct bpf_func_info (8 bytes) / bpf_line_info (16)
+     * records, built and checked in bpf/programs.py; the kernel checks them against
+     * prog_btf_fd and the subprogram layout. */
+    if (fi_obj != Py_None) {
+        if (pybpf_get_buffer(fi_obj, &fib, -1, "func_info", 0) < 0)
+            goto fail;
+        if (fib.len % sizeof(struct bpf_func_info) != 0 ||
+            fib.len / sizeof(struct bpf_func_info) > UINT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "func_info must be packed struct bpf_func_info "
+                         "records (8 bytes each), got %zd bytes", fib.len);
+            goto fail;
+        }
+        opts.func_info = fib.buf;
+        opts.func_info_cnt = (uint32_t)(fib.len / sizeof(struct bpf_func_info));
+        opts.func_info_rec_size = sizeof(struct bpf_func_info);
+    }
+    if (li_obj != Py_None) {
+        if (pybpf_get_buffer(li_obj, &lib, -1, "line_info", 0) < 0)
+            goto fail;
+        if (lib.len % sizeof(struct bpf_line_info) != 0 ||
+            lib.len / sizeof(struct bpf_line_info) > UINT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "line_info must be packed struct bpf_line_info "
+                         "records (16 bytes each), got %zd bytes", lib.len);
+            goto fail;
+        }
+        opts.line_info = lib.buf;
+        opts.line_info_cnt = (uint32_t)(lib.len / sizeof(struct bpf_line_info));
+        opts.line_info_rec_size = sizeof(struct bpf_line_info);
+    }
     opts.expected_attach_type = eat;
     opts.attach_btf_id = btf_id;
     opts.attach_prog_fd = aprog;
@@ -227,6 +258,10 @@ Program_load(PyObject *cls, PyObject *args, PyObject *kw)
         PyBuffer_Release(&logb);
     if (fda.obj)
         PyBuffer_Release(&fda);
+    if (fib.obj)
+        PyBuffer_Release(&fib);
+    if (lib.obj)
+        PyBuffer_Release(&lib);
     if (err) {
         pybpf_err(st, err, "program load", NULL);
         /* Tell the Python layer how big the log needed to be (kernels >= 6.4 report it),
@@ -254,6 +289,10 @@ fail:
         PyBuffer_Release(&logb);
     if (fda.obj)
         PyBuffer_Release(&fda);
+    if (fib.obj)
+        PyBuffer_Release(&fib);
+    if (lib.obj)
+        PyBuffer_Release(&lib);
     return NULL;
 }
 
@@ -614,7 +653,8 @@ static PyMethodDef Program_methods[] = {
     PYBPF_FD_METHODS,
     {"_load", (PyCFunction)(void (*)(void))Program_load, METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      PyDoc_STR("_load(prog_type, insns, license='GPL', *, name=None, ..., log_level=0, "
-               "log_buf=None): load raw instructions with bpf_prog_load (no policy).")},
+               "log_buf=None, fd_array=None, prog_btf_fd=0, func_info=None, line_info=None): load "
+               "raw instructions with bpf_prog_load (no policy).")},
     {"from_fd", (PyCFunction)(void (*)(void))Program_from_fd,
      METH_VARARGS | METH_KEYWORDS | METH_CLASS,
      PyDoc_STR("Wrap a program fd: dup it (transfer=False) or take it over (transfer=True). "
