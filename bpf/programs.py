@@ -382,6 +382,9 @@ class Program(_bpf.Program, _AttachMixin):
         if func_info is not None:
             try:
                 fi = bytes(memoryview(func_info))
+                if len(fi) % 8 or not fi:
+                    raise ValueError(f"func_info must be packed struct bpf_func_info records "
+                                     f"(8 bytes each), got {len(fi)} bytes")
             except TypeError:
                 fi = _pack_records(func_info, "func_info", _FUNC_FIELDS, n_insns, True)
         if line_info is not None:
@@ -389,6 +392,9 @@ class Program(_bpf.Program, _AttachMixin):
                 raise ValueError("line_info needs func_info (and btf)")
             try:
                 li = bytes(memoryview(line_info))
+                if len(li) % 16 or not li:
+                    raise ValueError(f"line_info must be packed struct bpf_line_info records "
+                                     f"(16 bytes each), got {len(li)} bytes")
             except TypeError:
                 li = _pack_records(line_info, "line_info", _LINE_FIELDS, n_insns, False)
         if btf is None:

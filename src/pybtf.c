@@ -271,7 +271,8 @@ BTF_add(PyObject *self, PyObject *args)
      *   ("ptr", type) ("typedef", name, type) ("float", name, size)
      * and what BTF func_info for Program.load needs:
      *   ("func_proto", ret_type) ("func_param", name, type) ("func", name, proto, linkage)
-     * func_param appends to the func_proto added last, as field does to the last struct. */
+     * func_param appends to the func_proto added last, as field does to the last struct.
+     *   ("str", text) adds a string and returns its offset (for line_info records). */
     struct btf *b = pybpf_btf_get((PyBPF_BTF *)self);
     const char *what, *name = NULL;
     int a = 0, c = 0, d = 0, r;
@@ -325,6 +326,10 @@ BTF_add(PyObject *self, PyObject *args)
         if (!PyArg_ParseTuple(args, "ssi|i", &what, &name, &a, &c))
             return NULL;
         r = btf__add_func(b, name, (enum btf_func_linkage)c, a);
+    } else if (!strcmp(what, "str")) {
+        if (!PyArg_ParseTuple(args, "ss", &what, &name))
+            return NULL;
+        r = btf__add_str(b, name);
     } else {
         return PyErr_Format(PyExc_ValueError, "unknown BTF kind to add: %s", what);
     }
