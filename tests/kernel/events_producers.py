@@ -6,22 +6,18 @@ attached) and tracepoint producers attach with ``prog.attach_tracepoint``.  Ever
 carries a sequence number taken from an atomic counter in an array map, and every producer
 counts the records it failed to emit, so a test can check received + dropped == produced.
 
-The user ring buffer echo needs a BPF-to-BPF callback, which the kernel accepts only with BTF
-func_info: it comes from a compiled object (tests/bpf/user_ringbuf_echo.bpf.c) through
-``bpf.Object``, its maps supplied by the caller with ``MapSpec.reuse``.
+The user ring buffer echo drains with a BPF-to-BPF callback, which the kernel accepts only with
+BTF func_info: ``Program.load(..., func_info="auto")`` builds it (see ``bpf.asm.func_info``).
 """
 
 from __future__ import annotations
 
-import pathlib
 import struct
 from typing import Any, Optional
 
 import bpf
 from bpf import asm
 from bpf.asm import FP, R0, R1, R2, R3, R4, R5, R6, R7, R8, R9
-
-OBJS = pathlib.Path(__file__).resolve().parent.parent / "bpf"
 
 
 def ring_map(size: int = 1 << 20) -> bpf.Map:
@@ -113,6 +109,27 @@ def run(prog: bpf.Program, repeat: int = 1) -> int:
     return prog.test_run(bytes(64), repeat=repeat).retval
 
 
+def user_ringbuf_echo(urb: bpf.Map, out: bpf.Map, counter: bpf.Map) -> list[Any]:
+    """Drain `urb` with bpf_user_ringbuf_drain; the callback writes each sample's first u64
+    plus one into the ring buffer `out`; counter[0].produced adds up what the drain reported.
+    The callback is a BPF-to-BPF function, so the load needs func_info="auto"."""
+    return [
+        asm.ld_map_fd(R1, urb), asm.ld_func(R2, "echo_one"), asm.mov(R3, 0), asm.mov(R4, 0),
+        asm.call("user_ringbuf_drain"), asm.jslt(R0, 0, "out"),
+        asm.ld_map_value(R7, counter, 0), asm.atomic_add(8, R7, 0, R0),
+        asm.label("out"), asm.mov(R0, 2), asm.exit(),             # XDP_PASS
+        # long echo_one(struct bpf_dynptr *sample, void *ctx)
+        asm.label("echo_one"),
+        asm.mov(R3, R1), asm.mov(R1, FP), asm.add(R1, -8), asm.mov(R2, 8), asm.mov(R4, 0),
+        asm.mov(R5, 0), asm.call("dynptr_read"),                  # (&v, 8, sample, 0, 0)
+        asm.jne(R0, 0, "next"),
+        asm.ldx(8, R1, FP, -8), asm.add(R1, 1), asm.stx(8, FP, -8, R1),
+        asm.ld_map_fd(R1, out), asm.mov(R2, FP), asm.add(R2, -8), asm.mov(R3, 8),
+        asm.mov(R4, 0), asm.call("ringbuf_output"),               # (out, &v, 8, 0)
+        asm.label("next"), asm.mov(R0, 0), asm.exit(),            # 0: go on draining
+    ]
+
+
 class UserRingEcho:
     """user ring buffer -> BPF program (drain, +1) -> ring buffer.
 
@@ -123,21 +140,21 @@ class UserRingEcho:
         self.urb_map = bpf.Map.create(bpf.MapType.USER_RINGBUF, 0, 0, size)
         self.out = ring_map(1 << 16)
         self.counter = counter_map()
-        self.obj = bpf.Object.open(OBJS / "user_ringbuf_echo.bpf.o")
         try:
-            self.obj.maps["requests"].reuse(self.urb_map)
-            self.obj.maps["replies"].reuse(self.out)
-            self.obj.maps["counts"].reuse(self.counter)
-            self.obj.load()
+            self.prog = bpf.Program.load(
+                bpf.ProgType.XDP, user_ringbuf_echo(self.urb_map, self.out, self.counter),
+                name="echo", func_info="auto")
         except BaseException:
-            self.close()
+            self._close_maps()
             raise
-        self.prog = self.obj.programs["echo"]
 
     def drain(self) -> None:
         run(self.prog)
 
-    def close(self) -> None:
-        self.obj.close()
+    def _close_maps(self) -> None:
         for m in (self.counter, self.out, self.urb_map):
             m.close()
+
+    def close(self) -> None:
+        self.prog.close()
+        self._close_maps()
