@@ -29,6 +29,10 @@ Three ways to write a program, all producing the bytes :meth:`bpf.Program.load` 
 
 Map references: :func:`ld_map_fd` and :func:`ld_map_value` embed a map's fd *number*; the
 map must stay open until the program is loaded (the kernel then holds its own reference).
+
+Callbacks (:func:`ld_func` for ``bpf_loop``, ``bpf_user_ringbuf_drain``, ...) need BTF
+func_info at load time: ``bpf.Program.load(..., func_info="auto")``, or :func:`func_info` for
+the BTF and records themselves; :func:`subprograms` lists where the functions start.
 """
 
 from __future__ import annotations

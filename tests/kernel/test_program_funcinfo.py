@@ -184,7 +184,8 @@ def test_kernel_rejects_func_info_that_does_not_match_subprograms():
     (12, TypeError, "sequence"),
     ("manual", ValueError, "'auto'"),
     (b"\0" * 12, ValueError, "8 bytes each"),
-])
+], ids=["range", "order", "first", "type0", "arity", "negative", "str", "float", "flat",
+        "empty", "int", "mode", "packed"])
 def test_bad_func_info_is_refused(func_info, exc, match):
     btf, _ = asm.func_info(loop_sum())
     with btf:
