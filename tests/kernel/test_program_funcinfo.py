@@ -214,3 +214,29 @@ def test_bad_btf_and_line_info_arguments():
             bpf.Program.load(XDP, loop_sum(), btf=btf, func_info=records, line_info=bytes(8))
     with pytest.raises(ValueError, match="closed"):
         bpf.Program.load(XDP, loop_sum(), btf=btf, func_info=records)
+
+
+def test_global_subprogram_with_hand_built_btf():
+    """A global function is verified once, against its prototype: int double(int x)."""
+    code = [asm.mov(R1, 20), asm.call_local("double"), asm.add(R0, 2), asm.exit(),
+            asm.label("double"), asm.mov(R0, R1), asm.add(R0, R1), asm.exit()]
+    with bpf.BTF.new() as btf:
+        i = btf.add("int", "int", 4, 1)
+        void_ptr = btf.add("ptr", 0)
+        main_proto = btf.add("func_proto", i)
+        btf.add("func_param", "ctx", void_ptr)
+        main = btf.add("func", "prog", main_proto, 1)
+        proto = btf.add("func_proto", i)
+        btf.add("func_param", "x", i)
+        double = btf.add("func", "double", proto, 1)
+        with bpf.Program.load(XDP, code, btf=btf, func_info=[(0, main), (4, double)],
+                              log_level=2) as p:
+            assert p.test_run(PKT).retval == 42
+            assert any("('double') is global" in ln for ln in p.verifier_log)
+        # the generic prototype (five arguments) does not fit a global function called with one
+        generic, records = asm.func_info(code)
+        with generic:
+            generic_proto = generic.type_info(records[1][1])[2]  # FUNC -> its FUNC_PROTO
+            as_global = generic.add("func", "double", generic_proto, 1)
+            with pytest.raises(bpf.VerifierError, match="invalid args"):
+                bpf.Program.load(XDP, code, btf=generic, func_info=[records[0], (4, as_global)])
