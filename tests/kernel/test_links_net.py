@@ -225,6 +225,10 @@ def test_close_while_another_thread_polls(veth, counters, echo):
         t.start()
         try:
             assert echo.roundtrip(3) == 3
+            # let the poller observe the counts before the close, however loaded the machine
+            deadline = time.monotonic() + 10
+            while not (seen and seen[-1] >= 3) and time.monotonic() < deadline:
+                time.sleep(0.01)
             link.close()
             assert echo.roundtrip(2) == 2
         finally:
