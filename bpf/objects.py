@@ -583,11 +583,15 @@ class Object(_bpf.Object):
     def maps(self) -> Mapping[str, Any]:
         """Maps by name: ``MapSpec`` before load, ``bpf.Map`` after (internal maps included,
         also reachable by section name, ``obj.maps[".bss"]``)."""
+        if self.closed:
+            raise ValueError("operation on closed object")
         return _Names(self, "map")
 
     @property
     def programs(self) -> Mapping[str, Any]:
         """Programs by name: ``ProgramSpec`` before load, ``bpf.Program`` after."""
+        if self.closed:
+            raise ValueError("operation on closed object")
         return _Names(self, "program")
 
     @property
