@@ -59,6 +59,32 @@ def make_ringbufmap() -> tuple[Any, list[Any]]:
     return bpf.RingBufMap.create(4096), []
 
 
+def _typed(make: Callable[[], Any]) -> Callable[[], tuple[Any, list[Any]]]:
+    return lambda: (make(), [])
+
+
+_TEMPLATE = dict(map_type=MapType.ARRAY, key_size=4, value_size=4, max_entries=1)
+
+# More typed views: each is checked like the four above (their extra methods included).
+MORE_TYPED = {
+    "LRUHashMap": (bpf.LRUHashMap, _typed(lambda: bpf.LRUHashMap.create(
+        key=bpf.u32, value=bpf.u64, max_entries=4))),
+    "PerCPUHashMap": (bpf.PerCPUHashMap, _typed(lambda: bpf.PerCPUHashMap.create(
+        key=bpf.u32, value=bpf.u64, max_entries=4))),
+    "PerCPUArrayMap": (bpf.PerCPUArrayMap, _typed(lambda: bpf.PerCPUArrayMap.create(
+        4, value=bpf.u64))),
+    "LPMTrieMap": (bpf.LPMTrieMap, _typed(lambda: bpf.LPMTrieMap.create(4, value=bpf.u32))),
+    "BloomFilterMap": (bpf.BloomFilterMap, _typed(lambda: bpf.BloomFilterMap.create(
+        4, value=bpf.u32))),
+    "StackMap": (bpf.StackMap, _typed(lambda: bpf.StackMap.create(4, value=bpf.u32))),
+    "ArrayOfMaps": (bpf.ArrayOfMaps, _typed(lambda: bpf.ArrayOfMaps.create(2, _TEMPLATE))),
+    "HashOfMaps": (bpf.HashOfMaps, _typed(lambda: bpf.HashOfMaps.create(2, _TEMPLATE))),
+    "ProgArrayMap": (bpf.ProgArrayMap, _typed(lambda: bpf.ProgArrayMap.create(2))),
+    "PerfEventArrayMap": (bpf.PerfEventArrayMap, _typed(bpf.PerfEventArrayMap.create)),
+    "UserRingBufMap": (bpf.UserRingBufMap, _typed(lambda: bpf.UserRingBufMap.create(4096))),
+}
+
+
 def make_program() -> tuple[Any, list[Any]]:
     return _xdp_prog(), []
 
@@ -67,6 +93,15 @@ def make_xdp_link() -> tuple[Any, list[Any]]:
     prog = _xdp_prog()
     try:
         return prog.attach_xdp("lo"), [prog]
+    except BaseException:
+        prog.close()
+        raise
+
+
+def make_raw_tp_link() -> tuple[Any, list[Any]]:
+    prog = bpf.Program.load(ProgType.RAW_TRACEPOINT, [asm.mov(R0, 0), asm.exit()])
+    try:
+        return prog.attach_raw_tracepoint("sys_enter"), [prog]
     except BaseException:
         prog.close()
         raise
@@ -140,6 +175,7 @@ TYPES: dict[str, tuple[type, Callable[[], tuple[Any, list[Any]]]]] = {
     "RingBufMap": (bpf.RingBufMap, make_ringbufmap),
     "Program": (bpf.Program, make_program),
     "XDPLink": (bpf.Link, make_xdp_link),
+    "RawTracepointLink": (bpf.Link, make_raw_tp_link),
     "SocketAttachment": (bpf.Link, make_socket_link),
     "BTF": (bpf.BTF, make_btf),
     "BTFLoaded": (bpf.BTF, make_btf_loaded),
@@ -149,11 +185,12 @@ TYPES: dict[str, tuple[type, Callable[[], tuple[Any, list[Any]]]]] = {
     "PerfBuffer": (bpf.PerfBuffer, make_perfbuffer),
     "UserRingBuffer": (bpf.UserRingBuffer, make_userringbuffer),
     "PerfEvent": (bpf.PerfEvent, make_perfevent),
+    **MORE_TYPED,
 }
 
 # Types whose objects own a file descriptor (the recycled-fd test runs for these).
 FD_TYPES = ["Map", "HashMap", "ArrayMap", "QueueMap", "RingBufMap", "Program", "XDPLink",
-            "SocketAttachment",
+            "RawTracepointLink", "SocketAttachment",
             "BTFLoaded", "ObjectLoaded", "RingBuffer", "PerfBuffer", "UserRingBuffer",
             "PerfEvent"]
 
@@ -165,6 +202,7 @@ DUNDERS = {"__len__", "__iter__", "__reversed__", "__getitem__", "__setitem__", 
 # Plausible arguments per public name: (args, kwargs).  Names not listed are called with none;
 # properties and plain attributes are read.
 _K4 = b"\x00" * 4
+_LPM = (8, "10.0.0.0")
 _V8 = b"\x00" * 8
 ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     # maps
@@ -193,6 +231,12 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "index": ((0,), {}),
     "push": ((0,), {}),
     "typed": ((), {"key": bpf.u32, "value": bpf.u64}),
+    "sum": ((0,), {}),
+    "min": ((0,), {}),
+    "max": ((0,), {}),
+    "reduce": ((0, max), {}),
+    "get_map": ((0,), {}),
+    "get_program": ((0,), {}),
     # programs
     "attach_cgroup": (("/sys/fs/cgroup",), {}),
     "attach_kprobe": (("do_nanosleep",), {}),
@@ -248,13 +292,28 @@ TYPE_ARGS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
     ("Map", "update"): ((_K4, _V8), {}),
     ("XDPLink", "update"): ((None,), {}),
     ("SocketAttachment", "update"): ((None,), {}),
+    ("RawTracepointLink", "update"): ((None,), {}),
     ("RingBuffer", "add"): ((None, None), {}),
+    ("BloomFilterMap", "add"): ((0,), {}),
+    **{("LPMTrieMap", n): ((_LPM,) + a, k) for n, (a, k) in {
+        "__contains__": ((), {}), "__delitem__": ((), {}), "__getitem__": ((), {}),
+        "__setitem__": ((0,), {}), "get": ((), {}), "pop": ((), {}),
+        "setdefault": ((0,), {}), "update": ((0,), {})}.items()},
+    ("LPMTrieMap", "update_many"): (([(_LPM, 0)],), {}),
 }
 
 # Deliberate behaviours other than ValueError on a closed object: (type or None for all,
 # name) -> reason.  The call must then succeed, unless the reason names the exception the
 # name raises open or closed (RAISES).
-RAISES: dict[tuple[str, str], type[BaseException]] = {("QueueMap", "__len__"): TypeError}
+RAISES: dict[tuple[str, str], type[BaseException]] = {
+    ("QueueMap", "__len__"): TypeError,
+    ("StackMap", "__len__"): TypeError,
+    ("UserRingBufMap", "reader"): TypeError,
+    # arrays() needs numpy dtypes for both codecs: these maps' codecs have none.
+    **{(t, "arrays"): TypeError
+       for t in ("LPMTrieMap", "ArrayOfMaps", "HashOfMaps", "ProgArrayMap")},
+    ("LPMTrieMap", "update_arrays"): TypeError,
+}
 ALLOWED: dict[tuple[str | None, str], str] = {
     (None, "close"): "idempotent: closing again is a no-op",
     (None, "closed"): "reports the state",
@@ -267,7 +326,12 @@ ALLOWED: dict[tuple[str | None, str], str] = {
         "max_entries", "map_extra")},
     (None, "ncpus"): "cached codec metadata (values per element)",
     ("Map", "__bool__"): "a map object is always true (like a file object, closed or not)",
-    ("QueueMap", "__len__"): "TypeError: len() is undefined for a queue, open or closed",
+    **{(t, "__len__"): "TypeError: len() is undefined for a queue or stack, open or closed"
+       for t in ("QueueMap", "StackMap")},
+    ("UserRingBufMap", "reader"): "TypeError: the map is written, not read, open or closed",
+    **{(t, "arrays"): "TypeError: the codecs have no numpy dtype, open or closed"
+       for t in ("LPMTrieMap", "ArrayOfMaps", "HashOfMaps", "ProgArrayMap")},
+    ("LPMTrieMap", "update_arrays"): "TypeError: the LPM key codec has no numpy dtype",
     (None, "loaded"): "reports state: False once closed, like closed reports True",
     ("Program", "verifier_log"): "the log of the load, kept in Python; touches no fd",
 }
