@@ -461,3 +461,69 @@ def test_closed_never_uses_recycled_fd(tname, tmp_path):
         obj.close()
         for d in reversed(deps):
             d.close()
+
+
+# ---- what an Object hands out: usable only while the Object is open -------------------------
+
+def _child(loaded: bool, get: Callable[[Any], Any]) -> Callable[[], tuple[Any, Any]]:
+    def make() -> tuple[Any, Any]:
+        o = bpf.Object.open(OBJ)
+        try:
+            if loaded:
+                o.load()
+            return get(o), o
+        except BaseException:
+            o.close()
+            raise
+    return make
+
+
+CHILDREN: dict[str, tuple[type, Callable[[], tuple[Any, Any]]]] = {
+    "MapSpec": (bpf.MapSpec, _child(False, lambda o: o.maps["xdp_coun.bss"])),
+    "ProgramSpec": (bpf.ProgramSpec, _child(False, lambda o: o.programs["xdp_count"])),
+    "Globals": (bpf.Globals, _child(True, lambda o: o.globals)),
+}
+CHILD_ARGS: dict[str, tuple[Any, ...]] = {
+    "__getitem__": ("packets",), "__setitem__": ("packets", 1), "__contains__": ("packets",),
+    "get": ("packets",), "info": ("packets",), "reuse": (1,),
+    "reuse_pinned": ("/sys/fs/bpf/closed_objects_never",), "set_attach_target": ("f",),
+}
+def test_object_names_after_close():
+    """A name mapping taken from an Object before close: repr works, lookups raise."""
+    for loaded in (False, True):
+        for get in (lambda o: o.maps, lambda o: o.programs):
+            names, obj = _child(loaded, get)()
+            obj.close()
+            assert "closed" in repr(names)
+            for op in (lambda: list(names), lambda: len(names), lambda: names["xdp_count"],
+                       lambda: "xdp_count" in names):
+                with pytest.raises(ValueError, match="closed"):
+                    op()
+
+
+CHILD_CASES = [pytest.param(t, n, id=f"{t}.{n}")
+               for t, (cls, _) in CHILDREN.items()
+               for n in _public_names(cls) if n not in ("name", "section")]
+
+
+@pytest.mark.parametrize("tname,name", CHILD_CASES)
+def test_object_children_after_close(tname, name):
+    """Specs and globals of a closed Object raise ValueError (not a crash on freed libbpf
+    state); their names, fixed at open, stay readable."""
+    child, obj = CHILDREN[tname][1]()
+    obj.close()
+    assert "closed" in repr(child)
+    static = inspect.getattr_static(type(child), name)
+    if isinstance(static, property) and static.fget is not None and \
+            "write-only" in (inspect.getsource(static.fget)):
+        pass  # read raises AttributeError open or closed (MapSpec.inner_map)
+    else:
+        with pytest.raises(ValueError, match="closed"):
+            attr = getattr(child, name)
+            if callable(attr) and not isinstance(static, property):
+                r = attr(*CHILD_ARGS.get(name, ()))
+                if hasattr(r, "__next__"):
+                    next(r)
+    if isinstance(static, property) and static.fset is not None:
+        with pytest.raises(ValueError, match="closed"):
+            setattr(child, name, 1)
