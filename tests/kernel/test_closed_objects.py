@@ -527,3 +527,14 @@ def test_object_children_after_close(tname, name):
     if isinstance(static, property) and static.fset is not None:
         with pytest.raises(ValueError, match="closed"):
             setattr(child, name, 1)
+
+
+def test_btf_fd_after_failed_load():
+    """A BTF the kernel refused has no fd: ``fd`` is -1, not libbpf's stored -errno."""
+    # An object file's BTF before libbpf's fixups (DATASEC sizes, extern vars): the kernel
+    # rejects it with EINVAL.
+    with bpf.BTF.from_file(OBJ) as b:
+        with pytest.raises(bpf.BPFError):
+            b.load()
+        assert b.fd == -1
+        assert "fd=-1" in repr(b)
