@@ -274,13 +274,15 @@ ARGS: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "program_spec": (("xdp_count",), {}),
     # readers
     "ring_info": ((0,), {}),
-    "poll": ((0,), {}),
-    "records": ((0,), {}),
-    "poll_async": ((), {}),
-    "reserve": ((8,), {}),
+    # Waits get a finite timeout: a closed reader must raise at once, and one that waited
+    # instead fails the test (DID NOT RAISE) rather than hanging it.
+    "poll": ((1.0,), {}),
+    "records": ((1.0,), {}),
+    "poll_async": ((1.0,), {}),
+    "reserve": ((8,), {"timeout": 1.0}),
     "submit": ((None,), {}),
     "discard": ((None,), {}),
-    "write": ((b"\x00" * 8,), {}),
+    "write": ((b"\x00" * 8,), {"timeout": 1.0}),
 }
 # Per-type overrides of ARGS: (type name, method) -> (args, kwargs).
 TYPE_ARGS: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any]]] = {
