@@ -256,6 +256,8 @@ class _Reader:
         Ends when no record arrived for ``timeout`` seconds (None: never) or when the reader
         is closed (also from another thread).  Only for readers created without a callback.
         """
+        if self.closed:
+            raise ValueError("operation on closed reader")
         self._check_queued("records()")
         pending = self._pending
         pop = pending.popleft
@@ -299,6 +301,8 @@ class _Reader:
                 return 0
 
     def __aiter__(self) -> AsyncIterator[Any]:
+        if self.closed:
+            raise ValueError("operation on closed reader")
         self._check_queued("async for")
         return self._aiter()
 
@@ -379,6 +383,8 @@ class RingBuffer(_Reader, _bpf.RingBuffer):  # type: ignore[misc]
 
         Raises BPFError(EINVAL) if the map is not a ring buffer, ValueError if closed.
         """
+        if self.closed:  # before the argument checks: closed wins
+            raise ValueError("operation on closed reader")
         dec = _resolve_codec(codec)
         if callback is None:
             if zero_copy:

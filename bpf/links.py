@@ -181,6 +181,8 @@ class Link(_bpf.Link):
         same type (and attach type).  Raises NotSupportedError for links the kernel cannot
         update (perf-event links: detach and attach instead).
         """
+        if self.closed:  # before reading prog.fd: ValueError, not AttributeError on None
+            raise ValueError("operation on closed link")
         self._update(prog.fd, -1 if old is None else old.fd)
 
     def info(self) -> LinkInfo:
@@ -197,6 +199,8 @@ class Link(_bpf.Link):
 
     def unpin(self, path: str) -> None:
         """Remove a pin of this link (the link itself stays while this object is open)."""
+        if self.closed:
+            raise ValueError("operation on closed link")
         os.unlink(path)
 
     def __repr__(self) -> str:
@@ -259,11 +263,15 @@ class _Attachment(Link):
         self._prog_id = _prog_id(prog)
 
     def dup(self) -> Any:
+        if self.closed:
+            raise ValueError("operation on closed link")
         raise _error(NotSupportedError, errno.EOPNOTSUPP, "link dup",
                      f"a {self._kind} attachment is not a kernel link: there is no link fd "
                      "to duplicate")
 
     def pin(self, path: str | bytes | os.PathLike[str]) -> None:
+        if self.closed:
+            raise ValueError("operation on closed link")
         raise _error(NotSupportedError, errno.EOPNOTSUPP, "link pin",
                      f"a {self._kind} attachment is not a kernel link and cannot be pinned "
                      "(it is undone when this object is closed)")
@@ -1468,3 +1476,21 @@ class ProgramAttachMixin:
         reference to the event, so closing *event* afterwards is fine."""
         fd = event if isinstance(event, int) else event.fileno()
         return _perf_link(self, os.dup(fd), cookie, "perf_event", {})
+
+
+def _check_open_first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an attach_* method so a closed program raises ValueError before anything else:
+    the methods resolve their targets (sockets, tracefs, symbols, kprobe support) first, which
+    would otherwise answer a closed program with OSError, LookupError or NotSupportedError."""
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "closed", False):
+            raise ValueError("operation on closed program")
+        return fn(self, *args, **kwargs)
+    return wrapper
+
+
+for _name, _fn in list(vars(ProgramAttachMixin).items()):
+    if _name.startswith("attach") and callable(_fn):
+        setattr(ProgramAttachMixin, _name, _check_open_first(_fn))
+del _name, _fn

@@ -231,6 +231,8 @@ class MapSpec:
         """Reuse the map pinned at *path* (see ``reuse``)."""
         from .maps import Map  # type: ignore[attr-defined]
 
+        if self._obj.closed:  # before opening the pin: ValueError, not ENOENT or a stray fd
+            raise ValueError("operation on closed object")
         with Map.from_pin(os.fspath(path)) as m:
             self.reuse(m)
 
@@ -386,6 +388,8 @@ class _Names(Mapping[str, Any]):
         return True
 
     def __repr__(self) -> str:
+        if self._obj.closed:  # the names are the object's: repr must still work
+            return f"<{self._kind}s of {self._obj!r}>"
         return f"<{self._kind}s of {self._obj!r}: {self._names()}>"
 
 
@@ -486,6 +490,8 @@ class Globals:
         return self[name] if name in self else default
 
     def __repr__(self) -> str:
+        if self._obj.closed:  # the table lives in the object's maps: repr must still work
+            return f"<globals of {self._obj!r}>"
         return f"<globals of {self._obj!r}: {list(self._table())}>"
 
 
@@ -583,11 +589,15 @@ class Object(_bpf.Object):
     def maps(self) -> Mapping[str, Any]:
         """Maps by name: ``MapSpec`` before load, ``bpf.Map`` after (internal maps included,
         also reachable by section name, ``obj.maps[".bss"]``)."""
+        if self.closed:
+            raise ValueError("operation on closed object")
         return _Names(self, "map")
 
     @property
     def programs(self) -> Mapping[str, Any]:
         """Programs by name: ``ProgramSpec`` before load, ``bpf.Program`` after."""
+        if self.closed:
+            raise ValueError("operation on closed object")
         return _Names(self, "program")
 
     @property

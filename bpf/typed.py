@@ -167,6 +167,7 @@ class TypedMap:
     def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
         if isinstance(map, TypedMap):
             map = map.map
+        map.fileno()  # ValueError for a closed map: a view of it could do nothing
         self.map: Any = map
         mtype = map.type
         if self.map_types and mtype not in self.map_types:
@@ -228,6 +229,7 @@ class TypedMap:
         return int(self.map.fileno())
 
     def __enter__(self) -> Any:
+        self.map.fileno()  # ValueError once closed, as the raw map's __enter__
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -245,7 +247,9 @@ class TypedMap:
     @property
     def ncpus(self) -> int:
         """Values per element: possible CPUs for a per-CPU map, else 1."""
-        return self._vh.ncpus if isinstance(self._vh, PerCPUCodec) else 1
+        # Stream maps (RingBufMap, ...) have no value codec: one value per element.
+        vh = getattr(self, "_vh", None)
+        return vh.ncpus if isinstance(vh, PerCPUCodec) else 1
 
     # -- batches -------------------------------------------------------------------------
     def _batches(self, chunk: int | None = None) -> Iterator[tuple[Any, Any, int]]:
@@ -442,6 +446,7 @@ class _View:
     __slots__ = ("_mapping", "_kind")
 
     def __init__(self, mapping: Any, kind: str) -> None:
+        mapping.map.fileno()  # ValueError now for a closed map, not at the first next()
         self._mapping = mapping
         self._kind = kind
 
@@ -622,6 +627,7 @@ class ArrayMap(_ValueSized, Sequence):  # type: ignore[type-arg]
         return j
 
     def __len__(self) -> int:
+        self.map.fileno()  # ValueError once closed (max_entries is cached)
         return int(self.map.max_entries)
 
     def __getitem__(self, i: Any) -> Any:
@@ -1018,6 +1024,7 @@ class _StreamMap(TypedMap):
     def __init__(self, map: Any, key: Any = None, value: Any = None) -> None:
         if isinstance(map, TypedMap):
             map = map.map
+        map.fileno()  # ValueError for a closed map
         if map.type not in self.map_types:
             names = ", ".join(MapType(t).name for t in self.map_types)
             raise TypeError(f"{type(self).__name__} wraps {names} maps, not "
@@ -1093,6 +1100,7 @@ class PerfEventArrayMap(_StreamMap):
         return cls(m)
 
     def __len__(self) -> int:
+        self.map.fileno()  # ValueError once closed (max_entries is cached)
         return int(self.map.max_entries)
 
     def __setitem__(self, index: int, event: Any) -> None:

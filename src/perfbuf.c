@@ -251,10 +251,13 @@ static PyObject *
 PerfBuffer_get_lost(PyObject *op, void *c)
 {
     PyBPF_PerfBuffer *self = (PyBPF_PerfBuffer *)op;
-    PyObject *t = PyTuple_New(self->ncpu);
+    PyObject *t;
     int i;
 
-    if (!t)
+    /* The counters live with the buffers, which close() frees. */
+    if (pybpf_check_open(&self->r.base) < 0)
+        return NULL;
+    if (!(t = PyTuple_New(self->ncpu)))
         return NULL;
     for (i = 0; i < self->ncpu; i++) {
         PyObject *v = PyLong_FromUnsignedLongLong(self->lost[i]);

@@ -360,8 +360,14 @@ static PyObject *
 BTF_get_fd(PyObject *self, void *c)
 {
     struct btf *b = pybpf_btf_get((PyBPF_BTF *)self);
+    int fd;
 
-    return b ? PyLong_FromLong(btf__fd(b)) : NULL;
+    if (!b)
+        return NULL;
+    /* libbpf keeps a failed load's -errno in the fd field: report "no fd" as -1, never
+     * a negative errno that looks like an fd value. */
+    fd = btf__fd(b);
+    return PyLong_FromLong(fd < 0 ? -1 : fd);
 }
 
 static PyObject *

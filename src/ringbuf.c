@@ -1217,6 +1217,9 @@ RingBuffer_ring_info(PyObject *op, PyObject *arg)
 static PyObject *
 RingBuffer_get_rings(PyObject *op, void *c)
 {
+    /* Once closed the rings are freed: a count of them would describe nothing. */
+    if (pybpf_check_open(&((PyBPF_RingBuffer *)op)->r.base) < 0)
+        return NULL;
     return PyLong_FromSsize_t(((PyBPF_RingBuffer *)op)->nctx);
 }
 
@@ -1446,10 +1449,13 @@ pybpf_urb_commit(PyObject *op, PyObject *arg, int submit)
     PyBPF_Record *s = (PyBPF_Record *)arg;
     Py_ssize_t i, n;
 
-    if (Py_TYPE(arg) != (PyTypeObject *)self->r.record_type || s->owner != op)
-        return PyErr_Format(PyExc_TypeError, "expected a sample reserved from this buffer");
+    /* Closed first: once closed every call raises ValueError, whatever the argument. */
     if (pybpf_enter(&self->r.base) < 0)
         return NULL;
+    if (Py_TYPE(arg) != (PyTypeObject *)self->r.record_type || s->owner != op) {
+        pybpf_leave(&self->r.base);
+        return PyErr_Format(PyExc_TypeError, "expected a sample reserved from this buffer");
+    }
     if (!s->ptr) {
         pybpf_leave(&self->r.base);
         return PyErr_Format(PyExc_ValueError, "sample already submitted or discarded");
