@@ -153,6 +153,25 @@ pybpf_program_new(PyTypeObject *cls, int fd)
 
 /* ---- constructors ---------------------------------------------------------------------- */
 
+/* Take a buffer of packed fixed-size kernel records (func_info, line_info): its length must
+ * be a whole number of records, and the count must fit the u32 the kernel takes. */
+static int
+pybpf_get_records(PyObject *obj, Py_buffer *view, size_t recsize, const char *what,
+                  const char *ctype, uint32_t *count)
+{
+    if (pybpf_get_buffer(obj, view, -1, what, 0) < 0)
+        return -1;
+    if (view->len % recsize != 0 || view->len / recsize > UINT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s must be packed %s records (%zu bytes each), "
+                     "got %zd bytes", what, ctype, recsize, view->len);
+        PyBuffer_Release(view);
+        view->obj = NULL;
+        return -1;
+    }
+    *count = (uint32_t)(view->len / recsize);
+    return 0;
+}
+
 static PyObject *
 Program_load(PyObject *cls, PyObject *args, PyObject *kw)
 {
@@ -211,29 +230,17 @@ Program_load(PyObject *cls, PyObject *args, PyObject *kw)
      * records, built and checked in bpf/programs.py; the kernel checks them against
      * prog_btf_fd and the subprogram layout. */
     if (fi_obj != Py_None) {
-        if (pybpf_get_buffer(fi_obj, &fib, -1, "func_info", 0) < 0)
+        if (pybpf_get_records(fi_obj, &fib, sizeof(struct bpf_func_info), "func_info",
+                              "struct bpf_func_info", &opts.func_info_cnt) < 0)
             goto fail;
-        if (fib.len % sizeof(struct bpf_func_info) != 0 ||
-            fib.len / sizeof(struct bpf_func_info) > UINT32_MAX) {
-            PyErr_Format(PyExc_ValueError, "func_info must be packed struct bpf_func_info "
-                         "records (8 bytes each), got %zd bytes", fib.len);
-            goto fail;
-        }
         opts.func_info = fib.buf;
-        opts.func_info_cnt = (uint32_t)(fib.len / sizeof(struct bpf_func_info));
         opts.func_info_rec_size = sizeof(struct bpf_func_info);
     }
     if (li_obj != Py_None) {
-        if (pybpf_get_buffer(li_obj, &lib, -1, "line_info", 0) < 0)
+        if (pybpf_get_records(li_obj, &lib, sizeof(struct bpf_line_info), "line_info",
+                              "struct bpf_line_info", &opts.line_info_cnt) < 0)
             goto fail;
-        if (lib.len % sizeof(struct bpf_line_info) != 0 ||
-            lib.len / sizeof(struct bpf_line_info) > UINT32_MAX) {
-            PyErr_Format(PyExc_ValueError, "line_info must be packed struct bpf_line_info "
-                         "records (16 bytes each), got %zd bytes", lib.len);
-            goto fail;
-        }
         opts.line_info = lib.buf;
-        opts.line_info_cnt = (uint32_t)(lib.len / sizeof(struct bpf_line_info));
         opts.line_info_rec_size = sizeof(struct bpf_line_info);
     }
     opts.expected_attach_type = eat;
